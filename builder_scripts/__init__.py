@@ -1,0 +1,1 @@
+"""Maintainers' pipeline: one module per stage, each reading and writing a manifest."""

@@ -1,0 +1,11 @@
+"""EmoVid: a multimodal emotion video dataset of artistic content (AAAI 2026)."""
+
+from .color import color_attributes
+from .schema import CONFIGS, FEATURES, SPLITS
+from .taxonomy import EMOTIONS, SOURCES, VALENCES, emotion_prompt, valence_of
+
+__all__ = [
+    "CONFIGS", "EMOTIONS", "FEATURES", "SOURCES", "SPLITS", "VALENCES",
+    "color_attributes", "emotion_prompt", "valence_of",
+]
+__version__ = "0.1.0"

@@ -1,0 +1,57 @@
+"""Decode video frames with PyAV, converting only the frames a caller asks for."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator, Optional
+
+import av
+import numpy as np
+
+from .container import MediaError, MediaSource, describe, open_input
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One decoded frame: its decode-order index, presentation time in seconds, and pixels (H, W, 3) uint8."""
+
+    index: int
+    time: float
+    array: np.ndarray
+
+
+def iter_frames(
+    src: MediaSource,
+    *,
+    step: int = 1,
+    format: str = "rgb24",
+    width: Optional[int] = None,
+    height: Optional[int] = None,
+) -> Iterator[Frame]:
+    """Yield every ``step``-th frame (0, step, 2*step, ...) as uint8 arrays, optionally rescaled.
+
+    Frames that are skipped are decoded (codecs need them) but never converted to RGB.
+    """
+    if step < 1:
+        raise ValueError("step must be >= 1")
+    with open_input(src) as container:
+        if not container.streams.video:
+            raise MediaError(f"{describe(src)}: no video stream")
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        try:
+            for index, frame in enumerate(container.decode(stream)):
+                if index % step:
+                    continue
+                time = float(frame.time) if frame.time is not None else index / float(stream.average_rate or 25)
+                yield Frame(index, time, frame.to_ndarray(format=format, width=width, height=height))
+        except av.FFmpegError as exc:
+            raise MediaError(f"{describe(src)}: decoding failed ({exc})") from exc
+
+
+def read_frames(src: MediaSource, **kwargs) -> np.ndarray:
+    """All frames selected by `iter_frames` stacked as a (T, H, W, 3) uint8 array."""
+    frames = [f.array for f in iter_frames(src, **kwargs)]
+    if not frames:
+        raise MediaError(f"{describe(src)}: no frames decoded")
+    return np.stack(frames)

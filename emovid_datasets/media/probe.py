@@ -1,0 +1,83 @@
+"""Probe a clip's container: duration, frame rate, frame count, size and sound track."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Optional
+
+import av
+
+from .container import MediaError, MediaSource, describe, open_input
+
+
+@dataclass(frozen=True)
+class MediaInfo:
+    """What the schema records about a clip's media (see `emovid_datasets.schema`)."""
+
+    duration: float
+    fps: float
+    num_frames: int
+    width: int
+    height: int
+    has_audio: bool
+    video_codec: str
+    audio_sample_rate: Optional[int] = None
+    audio_channels: Optional[int] = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _count_video_packets(container: av.container.InputContainer, stream: av.video.VideoStream) -> tuple[int, float]:
+    """Frame count and end time by demuxing (no decoding) when the header does not say."""
+    count, end = 0, 0.0
+    for packet in container.demux(stream):
+        if packet.size == 0 or packet.pts is None:
+            continue
+        count += 1
+        stop = (packet.pts + (packet.duration or 0)) * packet.time_base
+        end = max(end, float(stop))
+    start = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
+    return count, max(end - start, 0.0)
+
+
+def probe(src: MediaSource, *, decode_check: bool = True) -> MediaInfo:
+    """Read stream metadata; with ``decode_check`` also decode the first frame to prove the clip is usable."""
+    with open_input(src) as container:
+        if not container.streams.video:
+            raise MediaError(f"{describe(src)}: no video stream")
+        stream = container.streams.video[0]
+        audio = container.streams.audio[0] if container.streams.audio else None
+        width, height = stream.codec_context.width, stream.codec_context.height
+        rate = stream.average_rate or stream.guessed_rate
+        num_frames = int(stream.frames or 0)
+        duration = 0.0
+        if stream.duration is not None and stream.time_base is not None:
+            duration = float(stream.duration * stream.time_base)
+        elif container.duration:
+            duration = container.duration / av.time_base
+        if num_frames <= 0 or duration <= 0:
+            num_frames, duration = _count_video_packets(container, stream)
+            container.seek(0)
+        if num_frames <= 0:
+            raise MediaError(f"{describe(src)}: video stream has no frames")
+        if duration <= 0:
+            duration = num_frames / float(rate or 25)
+        # Frames over duration is right for variable-rate clips (GIF delays) where the header rate is not.
+        fps = num_frames / duration
+        if decode_check:
+            try:
+                next(container.decode(stream))
+            except (StopIteration, av.FFmpegError) as exc:
+                raise MediaError(f"{describe(src)}: video does not decode ({exc or 'no frame'})") from exc
+        return MediaInfo(
+            duration=duration,
+            fps=fps,
+            num_frames=num_frames,
+            width=int(width),
+            height=int(height),
+            has_audio=audio is not None,
+            video_codec=stream.codec_context.name,
+            audio_sample_rate=int(audio.codec_context.sample_rate) if audio else None,
+            audio_channels=int(audio.codec_context.channels) if audio else None,
+        )
