@@ -1,0 +1,149 @@
+"""Run one pipeline stage over its inputs: resumable, parallel, with progress and a summary.
+
+A stage is a function ``work(item) -> Outcome`` applied to each input item. The runner
+skips inputs whose results are already in ``OUT/manifest.parquet`` or ``OUT/rejects.parquet``,
+checkpoints both files atomically as results arrive (so a killed run loses at most the items
+in flight), turns an exception into a reject with its reason, and never duplicates rows.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing
+import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence, Union
+
+from tqdm.auto import tqdm
+
+from emovid_datasets.atomic import atomic_write_text
+
+from .manifest import read_manifest, read_rejects, reject, write_manifest, write_rejects
+
+log = logging.getLogger("emovid.build")
+
+
+@dataclass
+class Outcome:
+    """What one input produced: manifest rows and rejects (e.g. shots dropped for length)."""
+
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    rejects: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class StageSummary:
+    stage: str
+    inputs: int
+    done: int
+    skipped: int
+    rejected: int
+    rows: int
+    seconds: float
+
+    def line(self) -> str:
+        return (f"{self.stage}: {self.done} done, {self.skipped} skipped (already done), "
+                f"{self.rejected} rejected, {self.rows} rows in manifest, {self.seconds:.1f}s")
+
+
+def _call(work: Callable[[dict], Any], item: dict, item_id: str, stage: str) -> tuple[str, Outcome]:
+    try:
+        result = work(item)
+    except Exception as exc:  # noqa: BLE001 - every failure becomes a recorded reject
+        reason = f"{type(exc).__name__}: {exc}"
+        return item_id, Outcome(rejects=[reject(stage, reason, input_id=item_id, clip_id=item.get("clip_id"),
+                                                origin=item.get("origin"))])
+    if isinstance(result, dict):
+        result = Outcome(rows=[result])
+    elif isinstance(result, list):
+        result = Outcome(rows=result)
+    for row in result.rows:
+        row.setdefault("input_id", item_id)
+    for row in result.rejects:
+        row["input_id"] = row.get("input_id") or item_id
+        row["stage"] = row.get("stage") or stage
+    return item_id, result
+
+
+def run_stage(
+    stage: str,
+    inputs: Sequence[dict[str, Any]],
+    work: Callable[[dict[str, Any]], Union[Outcome, list, dict]],
+    out_dir: Union[str, Path],
+    *,
+    input_key: Union[str, Callable[[dict], str]] = "clip_id",
+    workers: int = 1,
+    checkpoint_every: int = 16,
+    retry_rejects: bool = False,
+    progress: bool = True,
+) -> StageSummary:
+    """Apply ``work`` to every input not yet done and maintain ``out_dir``'s manifest and rejects."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    key_of = (lambda item: str(item[input_key])) if isinstance(input_key, str) else input_key
+    rows = {r["clip_id"]: r for r in read_manifest(out_dir)}
+    rejects = read_rejects(out_dir)
+    if retry_rejects:
+        rejects = [r for r in rejects if r.get("stage") != stage]
+    done_ids = {r.get("input_id") for r in rows.values()} | {r.get("input_id") for r in rejects}
+    ids = [key_of(item) for item in inputs]
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"{stage}: duplicate input ids")
+    todo = [(i, item) for i, item in zip(ids, inputs) if i not in done_ids]
+    started, rejected, finished = time.monotonic(), 0, 0
+
+    def absorb(outcome: Outcome) -> None:
+        nonlocal rejected
+        for row in outcome.rows:
+            rows[row["clip_id"]] = row
+        for bad in outcome.rejects:
+            what = bad.get("clip_id") or bad.get("origin") or bad.get("input_id")
+            log.warning("%s: rejected %s: %s", stage, what, bad["reason"])
+        rejected += sum(1 for r in outcome.rejects if r.get("clip_id") is None or r["clip_id"] not in rows)
+        rejects.extend(outcome.rejects)
+
+    def checkpoint() -> None:
+        write_manifest(out_dir, rows.values())
+        write_rejects(out_dir, rejects)
+
+    bar = tqdm(total=len(todo), desc=stage, unit="item", disable=not progress)
+    try:
+        if workers <= 1 or len(todo) <= 1:
+            for item_id, item in todo:
+                absorb(_call(work, item, item_id, stage)[1])
+                finished += 1
+                bar.update()
+                if finished % checkpoint_every == 0:
+                    checkpoint()
+        else:
+            ctx = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+                pending = {pool.submit(_call, work, item, item_id, stage) for item_id, item in todo}
+                while pending:
+                    finished_now, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    for future in finished_now:
+                        absorb(future.result()[1])
+                        finished += 1
+                        bar.update()
+                        if finished % checkpoint_every == 0:
+                            checkpoint()
+    finally:
+        bar.close()
+        checkpoint()
+    summary = StageSummary(stage, len(inputs), finished, len(inputs) - len(todo), rejected, len(rows),
+                           time.monotonic() - started)
+    atomic_write_text(out_dir / "stage.json", json.dumps(asdict(summary), indent=2))
+    log.info(summary.line())
+    return summary
+
+
+def load_inputs(paths: Iterable[Union[str, Path]]) -> list[dict[str, Any]]:
+    """Concatenate the manifests of previous stages' folders (one stage usually reads one folder)."""
+    items: list[dict[str, Any]] = []
+    for path in paths:
+        items.extend(read_manifest(path))
+    return items
+

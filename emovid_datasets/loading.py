@@ -1,0 +1,40 @@
+"""Load EmoVid from a local dataset folder or a Hub repo id (a thin layer over `datasets.load_dataset`)."""
+
+from __future__ import annotations
+
+from typing import Any, Optional, Union
+
+import datasets
+
+from .schema import CONFIGS, MEDIA_COLUMNS
+
+AnyDataset = Union[datasets.Dataset, datasets.DatasetDict, datasets.IterableDataset, datasets.IterableDatasetDict]
+
+
+def without_media_decoding(ds: AnyDataset) -> AnyDataset:
+    """Return ``ds`` with `video`/`audio` as raw ``{bytes, path}`` dicts (no torchcodec needed)."""
+    for column in MEDIA_COLUMNS:
+        feature = type(ds.features[column]) if getattr(ds, "features", None) else None
+        if feature is not None:
+            ds = ds.cast_column(column, feature(decode=False))
+    return ds
+
+
+def load_emovid(
+    path_or_repo_id: str,
+    config: str = "default",
+    split: Optional[str] = None,
+    streaming: bool = False,
+    *,
+    decode_media: bool = True,
+    **kwargs: Any,
+) -> AnyDataset:
+    """`datasets.load_dataset(path_or_repo_id, config, split=..., streaming=...)` for an EmoVid folder or repo.
+
+    ``decode_media=False`` keeps the media as embedded bytes, which is what the PyTorch adapter
+    decodes with PyAV; decoding through `datasets` needs torchcodec and system FFmpeg libraries.
+    """
+    if config not in CONFIGS:
+        raise ValueError(f"unknown EmoVid config {config!r}; expected one of {', '.join(CONFIGS)}")
+    ds = datasets.load_dataset(path_or_repo_id, config, split=split, streaming=streaming, **kwargs)
+    return ds if decode_media else without_media_decoding(ds)
