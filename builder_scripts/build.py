@@ -1,0 +1,58 @@
+"""Stage `build`: build manifest -> dataset folder (Parquet shards + generated card).
+
+`emovid-build build MANIFEST --out DATASET_DIR` writes `data/<config>/<split>-*.parquet`
+and `README.md`; the clips rejected for unreadable media go to `DATASET_DIR/_build/rejects.parquet`
+(next to the build statistics), which `load_dataset` ignores and `push` does not upload.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Union
+
+from emovid_datasets.atomic import atomic_write_text
+from emovid_datasets.export import DEFAULT_MAX_SHARD_SIZE, DEFAULT_MIN_SHARDS, ExportResult, write_shards
+
+from .card import card_statistics, write_card
+from .manifest import write_rejects
+
+log = logging.getLogger("emovid.build")
+BUILD_DIR = "_build"
+
+
+def build_dataset(
+    manifest: Union[str, Path],
+    out_dir: Union[str, Path],
+    *,
+    max_shard_size: Union[int, str] = DEFAULT_MAX_SHARD_SIZE,
+    min_shards: int = DEFAULT_MIN_SHARDS,
+    pretty_name: str = "EmoVid",
+) -> ExportResult:
+    """Write shards, card, rejects and statistics for ``manifest`` into ``out_dir``."""
+    started = time.monotonic()
+    out_dir = Path(out_dir)
+    result = write_shards(manifest, out_dir, max_shard_size=max_shard_size, min_shards=min_shards)
+    write_card(result, out_dir, pretty_name=pretty_name)
+    write_rejects(out_dir / BUILD_DIR, [dict(r, input_id=r.get("clip_id")) for r in result.rejects])
+    stats = card_statistics(result)
+    atomic_write_text(out_dir / BUILD_DIR / "stats.json", json.dumps(stats, indent=2))
+    rows = sum(n for (config, _), n in result.num_rows.items() if config == "default")
+    shards = sum(len(p) for p in result.shards.values())
+    log.info("build: %d clips in %d shards under %s, %d rejected (see %s), %.1fs", rows, shards, out_dir,
+             len(result.rejects), out_dir / BUILD_DIR / "rejects.parquet", time.monotonic() - started)
+    return result
+
+
+def add_command(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("build", help="build Parquet shards and the dataset card from a build manifest")
+    p.add_argument("manifest", help="build manifest (.parquet/.csv/.jsonl) or a stage folder holding manifest.parquet")
+    p.add_argument("--out", required=True, help="dataset folder to write")
+    p.add_argument("--max-shard-size", default=DEFAULT_MAX_SHARD_SIZE, help="byte target per shard (default 500MB)")
+    p.add_argument("--min-shards", type=int, default=DEFAULT_MIN_SHARDS,
+                   help="at least this many shards per split when there are enough clips (default 8)")
+    p.set_defaults(func=lambda a: build_dataset(a.manifest, a.out, max_shard_size=a.max_shard_size,
+                                                min_shards=a.min_shards) and 0)

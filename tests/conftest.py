@@ -1,0 +1,21 @@
+"""Test setup: offline Hub, a private HF cache, and the real clips in ../shared/media/."""
+
+import os
+import tempfile
+from pathlib import Path
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ.setdefault("HF_HOME", tempfile.mkdtemp(prefix="emovid-hf-home-"))
+os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+
+import pytest  # noqa: E402
+
+SHARED_MEDIA = Path(__file__).resolve().parents[1].parent / "shared" / "media"
+
+
+@pytest.fixture
+def shared_media() -> Path:
+    """The folder of real third-party clips; the test is skipped when it is absent."""
+    if not (SHARED_MEDIA / "big_buck_bunny_480p_30s.mp4").exists():
+        pytest.skip("../shared/media is not present")
+    return SHARED_MEDIA
