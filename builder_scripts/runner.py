@@ -61,7 +61,7 @@ def _call(work: Callable[[dict], Any], item: dict, item_id: str, stage: str) -> 
     elif isinstance(result, list):
         result = Outcome(rows=result)
     for row in result.rows:
-        row.setdefault("input_id", item_id)
+        row["input_id"] = item_id
     for row in result.rejects:
         row["input_id"] = row.get("input_id") or item_id
         row["stage"] = row.get("stage") or stage
@@ -85,10 +85,11 @@ def run_stage(
     out_dir.mkdir(parents=True, exist_ok=True)
     key_of = (lambda item: str(item[input_key])) if isinstance(input_key, str) else input_key
     rows = {r["clip_id"]: r for r in read_manifest(out_dir)}
+    produced = {r.get("input_id") for r in rows.values()}
     rejects = read_rejects(out_dir)
-    if retry_rejects:
-        rejects = [r for r in rejects if r.get("stage") != stage]
-    done_ids = {r.get("input_id") for r in rows.values()} | {r.get("input_id") for r in rejects}
+    if retry_rejects:  # forget inputs that produced nothing, so they run again
+        rejects = [r for r in rejects if r.get("input_id") in produced]
+    done_ids = produced | {r.get("input_id") for r in rejects}
     ids = [key_of(item) for item in inputs]
     if len(set(ids)) != len(ids):
         raise ValueError(f"{stage}: duplicate input ids")

@@ -11,6 +11,8 @@ from typing import Optional, Sequence
 # Every module here defines `add_command(subparsers)`; heavy imports happen inside the command.
 COMMAND_MODULES: tuple[str, ...] = (
     "emovid_datasets.inspect",
+    "emovid_datasets.analysis.cli",
+    "emovid_datasets.evaluation.cli",
 )
 
 

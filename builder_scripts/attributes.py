@@ -1,0 +1,43 @@
+"""Stage `attributes`: probe each clip and measure the paper's colour attributes.
+
+Reads the manifests of one or more earlier stage folders (rows with ``clip_id`` and
+``video_path``) and writes the same rows plus duration, fps, frame count, size, audio
+presence and colourfulness/brightness/hue (rounded and raw) to ``OUT/manifest.parquet``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any, Sequence, Union
+
+from emovid_datasets.color import color_attributes
+from emovid_datasets.media import probe
+
+from .runner import StageSummary, load_inputs, run_stage
+
+STAGE = "attributes"
+
+
+def measure(row: dict[str, Any]) -> dict[str, Any]:
+    """One clip's probe values and colour attributes added to its manifest row."""
+    info = probe(row["video_path"])
+    colour = color_attributes(row["video_path"])
+    colour.pop("frames_sampled")
+    measured = {k: v for k, v in info.as_dict().items() if k not in ("video_codec", "audio_channels",
+                                                                     "audio_sample_rate")}
+    return {**row, **measured, **colour}
+
+
+def run_attributes(inputs: Sequence[dict[str, Any]], out_dir: Union[str, Path], *, workers: int = 1,
+                   progress: bool = True) -> StageSummary:
+    """Measure every input clip not yet in ``out_dir``'s manifest."""
+    return run_stage(STAGE, inputs, measure, out_dir, workers=workers, progress=progress)
+
+
+def add_command(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(STAGE, help="probe clips and measure colour attributes (paper Eq. 1-3)")
+    p.add_argument("inputs", nargs="+", help="stage folders whose manifest.parquet lists the clips")
+    p.add_argument("--out", required=True, help="output stage folder")
+    p.add_argument("--workers", type=int, default=1, help="parallel processes")
+    p.set_defaults(func=lambda a: run_attributes(load_inputs(a.inputs), a.out, workers=a.workers) and 0)

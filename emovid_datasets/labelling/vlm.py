@@ -1,0 +1,65 @@
+"""The boundary to a chat video-language model on `transformers`: messages + frames in, text out.
+
+`VLMLabeller` and `VLMCaptioner` build the chat messages and parse the answer; the model call
+itself is a `Generate` callable, by default `TransformersVLM` (any `AutoModelForImageTextToText`
+chat model that takes video, e.g. Qwen2.5-VL, LLaVA-OneVision, SmolVLM2 or a fine-tuned
+NVILA-Lite with ``trust_remote_code``). Tests inject a fake callable at this boundary.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+log = logging.getLogger("emovid")
+
+# generate(messages, videos, max_new_tokens) -> one answer per conversation; videos are (T, H, W, 3) uint8.
+Generate = Callable[[list[list[dict[str, Any]]], list[np.ndarray], int], list[str]]
+
+
+def video_message(prompt: str) -> list[dict[str, Any]]:
+    """A one-turn chat conversation with a video placeholder followed by ``prompt``."""
+    return [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": prompt}]}]
+
+
+class TransformersVLM:
+    """Greedy generation with a `transformers` chat VLM, loaded on first use from a local path or hub id."""
+
+    def __init__(self, model: str, *, device: Optional[str] = None, dtype: str = "auto",
+                 trust_remote_code: bool = False) -> None:
+        self.model_id = model
+        self.device = device
+        self.dtype = dtype
+        self.trust_remote_code = trust_remote_code
+        self._processor: Any = None
+        self._model: Any = None
+
+    def load(self) -> None:
+        """Load processor and weights (once); raises OSError naming the model when they are unavailable."""
+        if self._model is not None:
+            return
+        import torch
+        from transformers import AutoModelForImageTextToText, AutoProcessor
+
+        device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        log.info("loading VLM %s on %s", self.model_id, device)
+        self._processor = AutoProcessor.from_pretrained(self.model_id, trust_remote_code=self.trust_remote_code)
+        self._processor.tokenizer.padding_side = "left"  # decoder-only batches pad on the left
+        self._model = AutoModelForImageTextToText.from_pretrained(
+            self.model_id, dtype=self.dtype, trust_remote_code=self.trust_remote_code).to(device).eval()
+
+    def __call__(self, conversations: list[list[dict[str, Any]]], videos: list[np.ndarray],
+                 max_new_tokens: int) -> list[str]:
+        import torch
+
+        self.load()
+        texts = [self._processor.apply_chat_template(c, add_generation_prompt=True, tokenize=False)
+                 for c in conversations]
+        inputs = self._processor(text=texts, videos=list(videos), padding=True, do_sample_frames=False,
+                                 return_tensors="pt").to(self._model.device)
+        with torch.inference_mode():
+            out = self._model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
+        new_tokens = out[:, inputs["input_ids"].shape[1]:]
+        return [t.strip() for t in self._processor.batch_decode(new_tokens, skip_special_tokens=True)]

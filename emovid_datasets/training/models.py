@@ -1,0 +1,103 @@
+"""Load a Wan2.1 diffusers pipeline (local folder or Hub id), or build `tiny`: the real classes, random weights.
+
+`tiny` needs no download: the UMT5 text encoder and its Unigram tokenizer are built in code, and the
+weights come from a fixed seed, so training and generation with ``--model tiny`` share one base model.
+"""
+
+from __future__ import annotations
+
+from typing import Union
+
+import torch
+
+TASKS = ("t2v", "i2v")
+TINY = "tiny"
+TEXT_LEN = 512  # Wan's text context; the I2V attention takes everything before the last 512 tokens as image
+TINY_SEED = 0
+# Words the tiny tokenizer knows whole; anything else falls back to single characters.
+_TINY_WORDS = (
+    "a", "an", "the", "is", "in", "of", "and", "with", "video", "clip", "colour", "emotion", "animation",
+    "movie", "sticker", "amusement", "awe", "contentment", "excitement", "anger", "disgust", "fear", "sadness",
+    "cat", "dog", "runs", "walks", "smiles", "cries", "dark", "bright", "red", "blue", "green",
+)
+
+WanPipelines = Union["diffusers.WanPipeline", "diffusers.WanImageToVideoPipeline"]  # noqa: F821
+
+
+def check_task(task: str) -> str:
+    """Return ``task`` if it is ``t2v`` or ``i2v``; raise ValueError otherwise."""
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
+    return task
+
+
+def tiny_tokenizer():
+    """A small T5 (Unigram) tokenizer with Wan's special-token layout, built in code."""
+    from transformers import T5Tokenizer
+
+    pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0)]
+    pieces += [("\u2581" + w, -1.0 - i * 0.01) for i, w in enumerate(_TINY_WORDS)]
+    pieces += [(c, -40.0) for c in "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.,!?'\"-"]
+    pieces += [("\u2581", -45.0)]
+    return T5Tokenizer(vocab=pieces, extra_ids=0, model_max_length=TEXT_LEN)
+
+
+def build_tiny(task: str = "t2v", *, seed: int = TINY_SEED) -> WanPipelines:
+    """The real Wan2.1 pipeline classes with tiny configs and seeded random weights (diffusers' test sizes)."""
+    from diffusers import (AutoencoderKLWan, FlowMatchEulerDiscreteScheduler, WanImageToVideoPipeline,
+                           WanPipeline, WanTransformer3DModel)
+    from transformers import (CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModel, UMT5Config,
+                              UMT5EncoderModel)
+
+    check_task(task)
+    i2v = task == "i2v"
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        tokenizer = tiny_tokenizer()
+        text_encoder = UMT5EncoderModel(UMT5Config(
+            vocab_size=len(tokenizer) + 8, d_model=32, d_kv=8, d_ff=37, num_layers=2, num_heads=4,
+            relative_attention_num_buckets=8, is_encoder_decoder=False, dropout_rate=0.0)).eval()
+        vae = AutoencoderKLWan(base_dim=3, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1,
+                               temperal_downsample=[False, True, True]).eval()
+        transformer = WanTransformer3DModel(
+            patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12,
+            in_channels=36 if i2v else 16, out_channels=16, text_dim=32, freq_dim=256, ffn_dim=32,
+            num_layers=2, cross_attn_norm=True, qk_norm="rms_norm_across_heads", rope_max_seq_len=32,
+            image_dim=4 if i2v else None, added_kv_proj_dim=24 if i2v else None)
+        scheduler = FlowMatchEulerDiscreteScheduler(shift=5.0)
+        parts = dict(tokenizer=tokenizer, text_encoder=text_encoder, vae=vae, scheduler=scheduler,
+                     transformer=transformer)
+        if not i2v:
+            return WanPipeline(**parts)
+        image_encoder = CLIPVisionModel(CLIPVisionConfig(
+            hidden_size=4, projection_dim=4, num_hidden_layers=2, num_attention_heads=2, image_size=32,
+            intermediate_size=16, patch_size=4)).eval()
+        image_processor = CLIPImageProcessor(crop_size=32, size=32)
+        return WanImageToVideoPipeline(image_encoder=image_encoder, image_processor=image_processor, **parts)
+
+
+def load_pipeline(model: str, task: str = "t2v", *, dtype: torch.dtype = torch.float32) -> WanPipelines:
+    """A Wan2.1 pipeline for ``task`` from ``tiny``, a local diffusers folder or a Hub id.
+
+    The transformer and text encoder get ``dtype``; the VAE and CLIP image encoder stay fp32 as Wan
+    recommends. Raises ValueError when the model does not fit the task (16 vs 36 input channels).
+    """
+    from diffusers import WanImageToVideoPipeline, WanPipeline
+
+    check_task(task)
+    if model == TINY:
+        pipe = build_tiny(task)
+        pipe.transformer.to(dtype)
+        pipe.text_encoder.to(dtype)
+    else:
+        cls = WanImageToVideoPipeline if task == "i2v" else WanPipeline
+        dtypes = {"transformer": dtype, "text_encoder": dtype, "default": torch.float32}
+        try:
+            pipe = cls.from_pretrained(model, torch_dtype=dtypes)
+        except (OSError, EnvironmentError) as exc:
+            raise ValueError(f"{model}: cannot load a Wan2.1 diffusers model ({exc})") from exc
+    channels = pipe.transformer.config.in_channels
+    expected = 36 if task == "i2v" else 16
+    if channels != expected:
+        raise ValueError(f"{model}: transformer takes {channels} input channels, a {task} model takes {expected}")
+    return pipe

@@ -1,0 +1,126 @@
+"""Build manifest -> Parquet shards + card -> load_dataset (local and streaming)."""
+
+import hashlib
+import shutil
+
+import datasets
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from builder_scripts.build import build_dataset
+from builder_scripts.manifest import read_rejects
+from emovid_datasets import FEATURES, load_emovid
+from emovid_datasets.export import SHARD_NAME, parse_size, shard_count
+from factory import make_manifest
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    root = tmp_path_factory.mktemp("emovid")
+    manifest = make_manifest(root / "raw", per_cell=2, benchmark_per_cell=1)
+    rows = pq.read_table(manifest).to_pylist()
+    broken = root / "raw" / "broken.mp4"
+    broken.write_bytes(b"not a video at all")
+    rows.append(dict(rows[0], clip_id="sticker-broken", video_path=str(broken), origin="test:broken"))
+    pq.write_table(pa.Table.from_pylist(rows), manifest)
+    build_dataset(manifest, root / "dataset", min_shards=3)
+    return root, manifest
+
+
+def test_parse_size_and_shard_count():
+    assert parse_size("500MB") == 500_000_000
+    assert parse_size("2GiB") == 2 * 1024**3
+    assert parse_size(123) == 123
+    assert shard_count(num_rows=100, num_bytes=2_600, max_shard_bytes=1_000, min_shards=1) == 3
+    assert shard_count(num_rows=100, num_bytes=10, max_shard_bytes=1_000, min_shards=8) == 8
+    assert shard_count(num_rows=5, num_bytes=10, max_shard_bytes=1_000, min_shards=8) == 5
+    assert shard_count(num_rows=0, num_bytes=0, max_shard_bytes=1_000, min_shards=8) == 0
+
+
+def test_layout_and_shard_names(built):
+    root, _ = built
+    data = root / "dataset" / "data"
+    assert sorted(p.name for p in data.iterdir()) == ["animation", "default", "movie", "sticker"]
+    train = sorted((data / "default").glob("train-*.parquet"))
+    assert [p.name for p in train] == [f"train-{i:05d}-of-00003.parquet" for i in range(3)]
+    assert all(SHARD_NAME.match(p.name) for p in data.rglob("*.parquet"))
+    assert not list((root / "dataset").rglob("*.py"))
+    assert sum(pq.read_metadata(p).num_rows for p in train) == 48
+
+
+def test_byte_target_splits_shards(tmp_path, built):
+    _, manifest = built
+    small = build_dataset(manifest, tmp_path / "ds", max_shard_size="20KB", min_shards=1)
+    paths = small.shards[("sticker", "train")]
+    assert len(paths) > 1
+    assert sum(pq.read_metadata(p).num_rows for p in paths) == 16
+
+
+def test_features_round_trip(built):
+    root, _ = built
+    dsd = load_emovid(str(root / "dataset"), "default")
+    assert set(dsd) == {"train", "benchmark"}
+    assert dsd["train"].features == FEATURES
+    assert dsd["train"].features["emotion"].names[:2] == ["amusement", "awe"]
+    movie = load_emovid(str(root / "dataset"), "movie", split="benchmark", decode_media=False)
+    assert len(movie) == 8 and set(movie["source"]) == {FEATURES["source"].str2int("movie")}
+    row = movie[0]
+    assert row["video"]["bytes"][4:8] == b"ftyp" and row["audio"]["bytes"][:4] == b"fLaC"
+    assert row["valence"] == FEATURES["valence"].str2int("positive" if row["emotion"] < 4 else "negative")
+
+
+def test_streaming_restores_features(built):
+    root, _ = built
+    it = load_emovid(str(root / "dataset"), "sticker", split="train", streaming=True)
+    assert it.features == FEATURES
+    assert it.num_shards == 3
+    rows = list(it.decode(False))
+    assert len(rows) == 16 and all(r["audio"] is None and not r["has_audio"] for r in rows)
+    assert len({r["clip_id"] for r in rows}) == 16
+
+
+def test_corrupt_clip_is_rejected_and_the_build_goes_on(built):
+    root, _ = built
+    rejects = read_rejects(root / "dataset" / "_build")
+    assert [r["clip_id"] for r in rejects] == ["sticker-broken"]
+    assert "broken.mp4" in rejects[0]["reason"] and rejects[0]["stage"] == "build"
+    ids = load_emovid(str(root / "dataset"), "default", split="train", decode_media=False)["clip_id"]
+    assert "sticker-broken" not in ids and len(ids) == 48
+
+
+def test_card_is_generated_from_measurements(built):
+    root, _ = built
+    card = (root / "dataset" / "README.md").read_text()
+    assert "This build holds **72 clips**" in card
+    assert "| sticker | 24 |" in card
+    assert "| `emotion` | ClassLabel [amusement, awe, contentment, excitement, anger, disgust, fear, sadness] |" in card
+
+
+def _digests(folder):
+    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_rebuild_is_deterministic_and_removes_stale_shards(tmp_path, built):
+    root, manifest = built
+    copy = tmp_path / "again"
+    shutil.copytree(root / "dataset", copy)
+    stale = copy / "data" / "default" / "train-00007-of-00009.parquet"
+    stale.write_bytes(b"old shard")
+    build_dataset(manifest, copy, min_shards=3)
+    assert not stale.exists()
+    assert _digests(copy / "data") == _digests(root / "dataset" / "data")
+    assert (copy / "README.md").read_text() == (root / "dataset" / "README.md").read_text()
+
+
+def test_local_path_origin_is_rejected(tmp_path, built):
+    _, manifest = built
+    rows = pq.read_table(manifest).to_pylist()[:2]
+    rows[1]["origin"] = "/home/me/videos/clip.mp4"
+    bad = tmp_path / "m.parquet"
+    pq.write_table(pa.Table.from_pylist(rows), bad)
+    result = build_dataset(bad, tmp_path / "ds", min_shards=1)
+    assert [r["clip_id"] for r in result.rejects] == [rows[1]["clip_id"]]
+    assert "local path" in result.rejects[0]["reason"]
+    assert isinstance(result.dataset["train"], datasets.Dataset)

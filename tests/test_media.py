@@ -1,0 +1,63 @@
+"""PyAV media helpers: probe, MP4 conversion, audio extraction, clear errors."""
+
+import av
+import pytest
+
+from emovid_datasets.media import MediaError, decode_audio, extract_flac, probe, read_frames, to_mp4
+from factory import make_gif, make_video
+
+
+def _streams(path):
+    with av.open(str(path)) as c:
+        v = c.streams.video[0]
+        return v.codec_context.name, v.codec_context.pix_fmt, len(c.streams.audio)
+
+
+def test_probe_real_clips(shared_media):
+    bbb = probe(shared_media / "big_buck_bunny_480p_30s.mp4")
+    assert (bbb.width, bbb.height, bbb.num_frames, bbb.has_audio) == (854, 480, 720, True)
+    assert bbb.fps == pytest.approx(24, abs=0.01) and bbb.duration == pytest.approx(30, abs=0.05)
+    # The WebM container reports neither duration nor frame count: probe counts packets.
+    webm = probe(shared_media / "test.webm")
+    assert webm.num_frames == 94 and not webm.has_audio and webm.duration > 3
+
+
+def test_gif_to_mp4_keeps_timing(shared_media, tmp_path):
+    out = to_mp4(shared_media / "newtonscradle.gif", tmp_path / "cradle.mp4")
+    info = probe(out)
+    assert _streams(out) == ("h264", "yuv420p", 0)
+    assert info.duration == pytest.approx(0.82, abs=0.05)
+    assert info.width % 2 == 0 and info.height % 2 == 0
+
+
+def test_odd_sized_video_gets_even_dimensions_and_keeps_audio(shared_media, tmp_path):
+    out = to_mp4(shared_media / "realshort.mp4", tmp_path / "short.mp4", max_side=161)
+    info = probe(out)
+    assert info.width == 160 and info.height % 2 == 0
+    assert _streams(out)[2] == 1 and info.num_frames == 36
+
+
+def test_generated_gif_frames_and_colours(tmp_path):
+    gif = make_gif(tmp_path / "g.gif", frames=6, duration_ms=100)
+    out = to_mp4(gif, tmp_path / "g.mp4")
+    frames = read_frames(out)
+    assert probe(out).duration == pytest.approx(0.6, abs=0.05)
+    assert frames[0, ..., 0].mean() > 200 and frames[1, ..., 2].mean() > 200  # red, then blue
+
+
+def test_extract_flac(tmp_path):
+    clip = make_video(tmp_path / "tone.mp4", frames=24, fps=12, audio=True, audio_rate=16000)
+    flac = extract_flac(clip)
+    with av.open(__import__("io").BytesIO(flac)) as c:
+        assert c.format.name == "flac" and c.streams.audio[0].rate == 16000
+    audio = decode_audio(flac, sample_rate=8000)
+    assert audio.shape[0] == 1 and audio.shape[1] == pytest.approx(16000, rel=0.05)
+    assert abs(audio).max() > 0.1
+    assert extract_flac(make_video(tmp_path / "silent.mp4", audio=False)) is None
+
+
+def test_corrupt_input_names_the_file(tmp_path):
+    bad = tmp_path / "broken.mp4"
+    bad.write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"garbage" * 50)
+    with pytest.raises(MediaError, match="broken.mp4"):
+        probe(bad)
