@@ -10,9 +10,18 @@ from typing import Optional, Sequence
 
 # Every module here defines `add_command(subparsers)`; keep one line per stage module.
 COMMAND_MODULES: tuple[str, ...] = (
-    "builder_scripts.demo",
+    "builder_scripts.crawl_stickers",
+    "builder_scripts.fetch_movies",
+    "builder_scripts.import_animation",
+    "builder_scripts.segment",
     "builder_scripts.attributes",
+    "builder_scripts.annotate",
+    "builder_scripts.captions",
+    "builder_scripts.splits",
     "builder_scripts.build",
+    "builder_scripts.push",
+    "builder_scripts.pipeline",
+    "builder_scripts.demo",
 )
 
 

@@ -10,7 +10,7 @@ Everything is deterministic given the seed.
 from __future__ import annotations
 
 import colorsys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -123,6 +123,11 @@ def film_frame(h: int, w: int, emotion: str, var: Variation, t: float, rng: np.r
         by = h * (0.5 + 0.3 * np.cos(2 * np.pi * s.speed * 0.4 * t + phase))
         blob = np.exp(-((xx - bx) ** 2 + (yy - by) ** 2) / (2 * (0.12 * w) ** 2))[..., None]
         frame = frame * (1 - 0.6 * blob) + accent * 0.6 * blob
+    # A set piece (a lit window, a figure) whose place changes from shot to shot, as scenery does across cuts.
+    s_, v_ = s.saturation + var.saturation, s.brightness + var.brightness
+    x0 = int((0.1 + 0.6 * (var.phase / (2 * np.pi))) * w)
+    y0 = int((0.15 + 0.4 * ((var.phase * 7) % 1)) * h)
+    frame[y0:y0 + h // 3, x0:x0 + w // 4] = _rgb(s.hue + var.hue + 20, s_, min(1.0, v_ + 0.35))
     vignette = 1 - 0.35 * (np.hypot(yy - h / 2, xx - w / 2) / np.hypot(h / 2, w / 2)) ** 2
     frame = frame * vignette[..., None] + rng.normal(0, 4, size=(h, w, 1))
     return np.clip(frame, 0, 255).astype(np.uint8)
@@ -199,8 +204,8 @@ def write_film(path: Path, shots: list[Shot], rng: np.random.Generator, *, size:
     """
     w, h = size
     with Mp4Writer(path, width=w, height=h, fps=fps, audio_rate=AUDIO_RATE, audio_layout="mono") as writer:
-        for shot in shots:
-            var = Variation.draw(rng)
+        for k, shot in enumerate(shots):
+            var = replace(Variation.draw(rng), layout=k % 3)  # neighbouring shots never share a layout
             for i in range(shot.num_frames):
                 t = i / fps
                 frame = film_frame(h, w, shot.emotion, var, t, rng)

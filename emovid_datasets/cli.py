@@ -13,6 +13,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "emovid_datasets.inspect",
     "emovid_datasets.analysis.cli",
     "emovid_datasets.evaluation.cli",
+    "emovid_datasets.training.cli",
 )
 
 

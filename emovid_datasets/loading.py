@@ -13,10 +13,11 @@ AnyDataset = Union[datasets.Dataset, datasets.DatasetDict, datasets.IterableData
 
 def without_media_decoding(ds: AnyDataset) -> AnyDataset:
     """Return ``ds`` with `video`/`audio` as raw ``{bytes, path}`` dicts (no torchcodec needed)."""
+    splits = list(ds.values()) if isinstance(ds, dict) else [ds]
+    features = splits[0].features if splits else None
     for column in MEDIA_COLUMNS:
-        feature = type(ds.features[column]) if getattr(ds, "features", None) else None
-        if feature is not None:
-            ds = ds.cast_column(column, feature(decode=False))
+        if features is not None and column in features:
+            ds = ds.cast_column(column, type(features[column])(decode=False))
     return ds
 
 

@@ -124,3 +124,10 @@ def test_local_path_origin_is_rejected(tmp_path, built):
     assert [r["clip_id"] for r in result.rejects] == [rows[1]["clip_id"]]
     assert "local path" in result.rejects[0]["reason"]
     assert isinstance(result.dataset["train"], datasets.Dataset)
+
+
+def test_without_media_decoding_on_every_split(built):
+    root, _ = built
+    dsd = load_emovid(str(root / "dataset"), "animation", decode_media=False)
+    assert all(ds.features["video"].decode is False for ds in dsd.values())
+    assert dsd["benchmark"][0]["video"]["bytes"][4:8] == b"ftyp"

@@ -11,15 +11,24 @@ import re
 from collections import Counter
 from typing import Iterable, Mapping, Sequence
 
-from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
-
 from ..taxonomy import EMOTIONS
 
+# English function words (articles, pronouns, prepositions, conjunctions, auxiliaries, fillers). Not
+# scikit-learn's list: it also drops content words that matter here ("cry", "fire", "together").
+FUNCTION_WORDS: frozenset[str] = frozenset("""
+a about above after again against all also am an and any are around as at be because been before being below
+between both but by can could did do does doing down during each either even ever every few for from further
+had has have having he her here hers herself him himself his how i if in into is it its itself just me more
+most my myself neither no nor not of off on once only or other our ours ourselves out over own same she should
+so some such than that the their theirs them themselves then there these they this those through to too under
+until up upon very was we were what when where which while who whom whose why will with within without would
+you your yours yourself yourselves it's there's
+""".split())
 # Words every caption generator uses about the medium itself: noise for an emotion analysis.
 CAPTION_NOISE_WORDS: frozenset[str] = frozenset({
     "video", "clip", "scene", "shows", "showing", "depicts", "features", "appears", "image", "frame", "footage",
 })
-STOP_WORDS: frozenset[str] = frozenset(ENGLISH_STOP_WORDS) | CAPTION_NOISE_WORDS
+STOP_WORDS: frozenset[str] = FUNCTION_WORDS | CAPTION_NOISE_WORDS
 
 _CLAUSE = re.compile(r"[.,;:!?()\[\]\"\n]+")
 _WORD = re.compile(r"[a-z][a-z'\-]*")

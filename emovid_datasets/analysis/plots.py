@@ -42,6 +42,7 @@ def positive_ratio(stats: dict[str, Any]) -> bytes:
         pts = [(b["bin"], b["ratio"]) for b in bins if b["ratio"] is not None]
         if pts:
             ax.plot(*zip(*pts), marker="o", label=attr)
+    ax.set_xlim(-0.05, 1.05)
     ax.set_xlabel("bin (one decimal)")
     ax.set_ylabel("positive / total")
     ax.set_ylim(0, 1)

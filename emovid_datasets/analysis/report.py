@@ -11,7 +11,7 @@ import html
 import json
 import logging
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Mapping, Sequence
 
 from tqdm.auto import tqdm
 
@@ -34,11 +34,11 @@ def load_split(dataset: str, config: str = "default", split: str = "train") -> A
     """The split to analyse as a `datasets.Dataset` with undecoded media; ``split="all"`` concatenates every split."""
     import datasets
 
-    from ..loading import load_emovid
+    from ..loading import load_emovid, without_media_decoding
 
     if split == "all":
         dsd = load_emovid(dataset, config, decode_media=False)
-        return datasets.concatenate_datasets(list(dsd.values()))
+        return without_media_decoding(datasets.concatenate_datasets(list(dsd.values())))
     return load_emovid(dataset, config, split=split, decode_media=False)
 
 

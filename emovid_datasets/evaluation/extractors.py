@@ -4,7 +4,8 @@ No weights ship with the toolkit; each model loads from a path or hub id the use
 - CLIP: any `transformers` CLIPModel + CLIPProcessor folder or hub id (e.g. openai/clip-vit-base-patch32);
 - FVD: a TorchScript I3D as StyleGAN-V distributes it (`i3d_torchscript.pt`), or "module:attr" naming a
   callable that maps a (T, H, W, 3) uint8 video to a 1-D feature vector;
-- EA: anything with ``predict_proba(list of video bytes) -> (N, 8)`` in EMOTIONS order (see `load_classifier`).
+- EA: the labeller saved by `emovid-build annotate` (``labeller.skops``), or anything with
+  ``predict_proba(list of video bytes) -> (N, 8)`` in EMOTIONS order (see `load_classifier`).
 """
 
 from __future__ import annotations
@@ -12,15 +13,16 @@ from __future__ import annotations
 import importlib
 import logging
 import pickle
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Optional, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
 from ..taxonomy import EMOTIONS
+from .options import PREPROCESSING
 
 log = logging.getLogger(__name__)
-PREPROCESSING: tuple[str, ...] = ("clip", "evalcrafter")
 
 
 def default_device() -> str:
@@ -118,7 +120,9 @@ class TorchScriptI3D:
 
         device = device or default_device()
         try:
-            module = torch.jit.load(str(path), map_location=device)
+            with warnings.catch_warnings():  # torch 2.9+ deprecates TorchScript, the format StyleGAN-V ships I3D in
+                warnings.simplefilter("ignore", FutureWarning)
+                module = torch.jit.load(str(path), map_location=device)
         except (RuntimeError, ValueError) as exc:
             raise ValueError(f"{path}: not a TorchScript video model ({exc})") from exc
         return cls(module, device, **kwargs)
@@ -139,7 +143,8 @@ class TorchScriptI3D:
 
 
 def load_video_extractor(spec: str, device: Optional[str] = None, **kwargs: Any) -> VideoFeatures:
-    """A video feature extractor from a TorchScript file path, or from 'module:attr' naming a callable (or a factory)."""
+    """A video feature extractor from a TorchScript file path (``kwargs`` go to `TorchScriptI3D`), or from
+    'module:attr' naming a callable, or a class instantiated without arguments."""
     if Path(spec).is_file():
         return TorchScriptI3D.load(spec, device, **kwargs)
     if ":" not in spec:
@@ -180,8 +185,10 @@ class OrderedClassifier:
 def load_classifier(spec: str) -> OrderedClassifier:
     """Load an EA classifier from ``spec``:
 
-    - a ``.pkl``/``.pickle`` (pickle), ``.joblib`` (joblib) or ``.skops`` (skops, must be installed) file
-      holding an object with ``predict_proba``; pickle and joblib run code on load, so load only your own files;
+    - ``.skops``: the default, the labeller `emovid-build annotate` saves (``OUT/labeller.skops`` + ``.json``,
+      loaded by `emovid_datasets.labelling.labeller.FeatureClassifier.load`);
+    - a ``.pkl``/``.pickle`` (pickle) or ``.joblib`` (joblib) file holding an object with ``predict_proba``;
+      pickle and joblib run code on load, so load only your own files;
     - ``"module:attr"``: an object with ``predict_proba``, or a class / zero-argument factory returning one
       (how the labeller from `emovid_datasets.labelling` or any other model plugs in).
     """
@@ -196,16 +203,14 @@ def load_classifier(spec: str) -> OrderedClassifier:
 
             obj = joblib.load(path)
         elif suffix == ".skops":
-            try:
-                import skops.io as sio
-            except ImportError as exc:
-                raise ValueError(f"{path}: loading .skops files needs `pip install skops`") from exc
-            obj = sio.load(path, trusted=sio.get_untrusted_types(file=path))
+            from ..labelling.labeller import FeatureClassifier
+
+            obj = FeatureClassifier.load(path)
         else:
-            raise ValueError(f"{path}: unknown classifier file type {suffix!r} (use .pkl, .joblib or .skops)")
-    elif ":" in spec and not path.suffix:
+            raise ValueError(f"{path}: unknown classifier file type {suffix!r} (use .skops, .pkl or .joblib)")
+    elif ":" in spec:
         obj = _import_spec(spec)
-        if not hasattr(obj, "predict_proba") and callable(obj):
+        if isinstance(obj, type) or (not hasattr(obj, "predict_proba") and callable(obj)):
             obj = obj()
     else:
         raise FileNotFoundError(f"classifier {spec!r}: no such file and not 'module:attr'")

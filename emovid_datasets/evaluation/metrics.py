@@ -46,12 +46,12 @@ def frechet_distance(real: np.ndarray, generated: np.ndarray, ddof: int = 1) -> 
     Warns with `SmallSampleWarning` when either N is below d: the value is then biased upward and
     noisy, and only comparable with FVDs of the same N, backbone, frame count and resolution.
     """
-    real, generated = np.asarray(real), np.asarray(generated)
-    for name, x in (("real", real), ("generated", generated)):
-        if x.ndim == 2 and x.shape[0] < x.shape[1]:
+    stats_real, stats_generated = gaussian_stats(real, ddof), gaussian_stats(generated, ddof)
+    for name, x in (("real", np.asarray(real)), ("generated", np.asarray(generated))):
+        if x.shape[0] < x.shape[1]:
             warnings.warn(f"FVD: {x.shape[0]} {name} samples < {x.shape[1]} feature dims; the covariance is "
                           "rank-deficient and the distance biased upward", SmallSampleWarning, stacklevel=2)
-    return frechet_from_stats(*gaussian_stats(real, ddof), *gaussian_stats(generated, ddof))
+    return frechet_from_stats(*stats_real, *stats_generated)
 
 
 def flicker(frames: Iterable[np.ndarray]) -> float:

@@ -21,6 +21,9 @@ from .resize import ResizePlan
 from .sampling import TIME_EPS
 
 PlanFor = Callable[[int, int], ResizePlan]  # (source height, source width) -> plan
+# One swscale thread per conversion: PyAV's default (auto) spins up threads per frame, 2-5x slower for
+# training-sized frames on a busy machine; DataLoader workers give the parallelism instead.
+SWS_THREADS = 1
 
 TORCHCODEC_HELP = (
     "decode='torchcodec' needs the torchcodec package and the FFmpeg shared libraries it loads "
@@ -70,7 +73,7 @@ def decode_window(src: MediaSource, times: Sequence[float], plan_for: PlanFor, *
             nonlocal prev_array
             if prev_array is None:
                 prev_array = plan.apply(prev.to_ndarray(format="rgb24", width=plan.scaled_width,
-                                                        height=plan.scaled_height))
+                                                        height=plan.scaled_height, threads=SWS_THREADS))
             window.frames.append(prev_array)
             window.times.append(prev_time)
 

@@ -2,8 +2,8 @@
 
 One safetensors per clip, written atomically, in a folder named after the settings that shaped it, so a
 rerun skips what is there and a change of model, task or resolution never reuses stale latents. Latents are
-stored as the normalised posterior (mean, std): each step draws x0 = mean + std * noise, as diffusers'
-``retrieve_latents(sample_mode="sample")`` does. Text embeddings are stored trimmed and padded on load.
+the VAE posterior mode, normalised with the VAE's latents_mean/std (x0 as Wan and DiffSynth-Studio train
+on it). Text embeddings are stored trimmed and zero-padded on load.
 """
 
 from __future__ import annotations
@@ -22,9 +22,6 @@ from ..atomic import atomic_path, atomic_write_text
 from .models import TEXT_LEN, WanPipelines
 
 log = logging.getLogger(__name__)
-
-TENSOR_KEYS = {"t2v": ("latent_mean", "latent_std", "prompt_embeds"),
-               "i2v": ("latent_mean", "latent_std", "prompt_embeds", "y", "image_embeds")}
 
 
 def frames_to_pil(frames: torch.Tensor) -> list:
@@ -56,14 +53,13 @@ def encode_batch(pipe: WanPipelines, batch: Mapping[str, Any], task: str, device
                  text_len: int = TEXT_LEN) -> dict[str, torch.Tensor]:
     """Encode an adapter batch (``video`` (B,C,T,H,W) in [-1,1], ``prompt``, ``first_frame``) for training.
 
-    Returns ``latent_mean``/``latent_std`` (normalised posterior), ``prompt_embeds`` (B, text_len, D) and
+    Returns ``latents`` (normalised posterior mode, x0), ``prompt_embeds`` (B, text_len, D) and
     ``prompt_lens``; for i2v also ``y`` (4 mask + 16 first-frame channels) and ``image_embeds``.
     """
     vae = pipe.vae
     video = batch["video"].to(device, vae.dtype)
-    posterior = vae.encode(video).latent_dist
     mean, std = _normalisers(vae, device)
-    out = {"latent_mean": (posterior.mean.float() - mean) / std, "latent_std": posterior.std.float() / std}
+    out = {"latents": (vae.encode(video).latent_dist.mode().float() - mean) / std}
     prompts = list(batch["prompt"])
     embeds, _ = pipe.encode_prompt(prompt=prompts, do_classifier_free_guidance=False,
                                    max_sequence_length=text_len, device=device)

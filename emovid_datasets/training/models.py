@@ -87,13 +87,17 @@ def load_pipeline(model: str, task: str = "t2v", *, dtype: torch.dtype = torch.f
     check_task(task)
     if model == TINY:
         pipe = build_tiny(task)
-        pipe.transformer.to(dtype)
-        pipe.text_encoder.to(dtype)
+        if dtype != torch.float32:
+            pipe.text_encoder.to(dtype)
+            pipe.transformer.to(dtype)
+            for name, module in pipe.transformer.named_modules():  # as from_pretrained(torch_dtype=...) does
+                if set(name.split(".")) & set(pipe.transformer._keep_in_fp32_modules):
+                    module.to(torch.float32)
     else:
         cls = WanImageToVideoPipeline if task == "i2v" else WanPipeline
         dtypes = {"transformer": dtype, "text_encoder": dtype, "default": torch.float32}
         try:
-            pipe = cls.from_pretrained(model, torch_dtype=dtypes)
+            pipe = cls.from_pretrained(model, dtype=dtypes)
         except (OSError, EnvironmentError) as exc:
             raise ValueError(f"{model}: cannot load a Wan2.1 diffusers model ({exc})") from exc
     channels = pipe.transformer.config.in_channels

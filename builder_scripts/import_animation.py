@@ -1,0 +1,216 @@
+"""Stage `import-animation`: import a local folder of clips (MagicAnime faces, or any collection) as MP4s.
+
+MagicAnime's distribution format is not public, so this accepts what any collection has: a
+folder (searched recursively) of videos/GIFs plus an optional CSV/JSON/JSONL metadata file keyed
+by file name or stem. Columns named like the schema (caption, emotion, origin, ...) are carried
+into the manifest; other columns are ignored.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import csv
+import functools
+import hashlib
+import json
+import logging
+import os
+import re
+from pathlib import Path, PurePosixPath
+from typing import Any, Optional, Sequence, Union
+
+import datasets
+
+from emovid_datasets.builder import COLOR_COLUMNS, PROBE_COLUMNS, _is_local_path
+from emovid_datasets.media import to_mp4
+from emovid_datasets.schema import FEATURES, SPLITS
+from emovid_datasets.taxonomy import SOURCES
+
+from .runner import StageSummary, run_stage
+
+log = logging.getLogger("emovid.build")
+
+STAGE = "import-animation"
+MEDIA_EXTENSIONS = frozenset({".mp4", ".mkv", ".webm", ".mov", ".m4v", ".avi", ".flv", ".gif", ".webp",
+                              ".mpg", ".mpeg", ".ts", ".wmv", ".3gp", ".ogv"})
+# Metadata columns that name the file, tried in this order.
+KEY_COLUMNS = ("file_name", "filename", "file", "path", "video", "video_path", "name", "stem", "clip", "id")
+# Schema columns a metadata file may supply; media, measurements and derived columns come from the stages.
+CARRIED_COLUMNS = tuple(
+    name for name in FEATURES
+    if name not in {"clip_id", "source", "video", "audio", "valence", "origin", *PROBE_COLUMNS, *COLOR_COLUMNS}
+) + ("split",)  # origin (or url) is read separately: it must never be a local path
+
+
+def scan_media(src_dir: Union[str, os.PathLike], exclude: Optional[Path] = None) -> list[Path]:
+    """Media files under ``src_dir`` (recursive, sorted) as paths relative to it; hidden files and ``exclude`` skipped."""
+    root = Path(src_dir)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: --src is not a folder")
+    skip = exclude.resolve() if exclude is not None else None
+    found = []
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root)
+        if (path.suffix.lower() not in MEDIA_EXTENSIONS or not path.is_file()
+                or any(part.startswith(".") for part in rel.parts)
+                or (skip is not None and path.resolve().is_relative_to(skip))):
+            continue
+        found.append(rel)
+    return found
+
+
+def assign_clip_ids(rel_paths: Sequence[Path], source: str) -> dict[Path, str]:
+    """``{source}-{stem}`` per file; stems that clash get a suffix from their relative path's hash (deterministic)."""
+    def safe(stem: str) -> str:
+        text = re.sub(r"[^A-Za-z0-9._-]+", "_", stem).strip("._-")
+        return text or hashlib.sha1(stem.encode("utf-8")).hexdigest()[:8]
+
+    base = {rel: f"{source}-{safe(rel.stem)}" for rel in rel_paths}
+    counts: dict[str, int] = {}
+    for clip_id in base.values():
+        counts[clip_id] = counts.get(clip_id, 0) + 1
+    return {rel: clip_id if counts[clip_id] == 1
+            else f"{clip_id}-{hashlib.sha1(rel.as_posix().encode('utf-8')).hexdigest()[:8]}"
+            for rel, clip_id in base.items()}
+
+
+def read_metadata_file(path: Union[str, os.PathLike]) -> list[dict[str, Any]]:
+    """Rows of a CSV, JSONL, or JSON file (a list of objects, or an object mapping file name -> fields)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    text = path.read_text(encoding="utf-8")
+    if suffix == ".csv":
+        return [dict(row) for row in csv.DictReader(text.splitlines())]
+    if suffix == ".jsonl":
+        rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+    elif suffix == ".json":
+        data = json.loads(text)
+        rows = data if isinstance(data, list) else [
+            {"file": key, **value} for key, value in data.items() if isinstance(value, dict)]
+    else:
+        raise ValueError(f"{path}: unsupported metadata format (use .csv, .json or .jsonl)")
+    if not all(isinstance(row, dict) for row in rows):
+        raise ValueError(f"{path}: metadata must be objects (one per clip)")
+    return rows
+
+
+def match_metadata(rows: Sequence[dict[str, Any]], rel_paths: Sequence[Path],
+                   source_name: str = "metadata") -> dict[Path, dict[str, Any]]:
+    """Pair metadata rows with files by relative path, then file name, then stem (for keys without extension)."""
+    if not rows:
+        return {}
+    key = next((c for c in KEY_COLUMNS if any(c in row for row in rows)), None)
+    if key is None:
+        raise ValueError(f"{source_name}: no column naming the file; expected one of {', '.join(KEY_COLUMNS)}")
+    by_path: dict[str, dict] = {}
+    by_name: dict[str, dict] = {}
+    by_stem: dict[str, dict] = {}
+    for row in rows:
+        value = str(row.get(key) or "").strip().replace("\\", "/").removeprefix("./")
+        if not value:
+            continue
+        pure = PurePosixPath(value)
+        by_path[value] = by_name[pure.name] = row
+        if pure.suffix.lower() not in MEDIA_EXTENSIONS:
+            by_stem[pure.name] = row
+    matched: dict[Path, dict[str, Any]] = {}
+    for rel in rel_paths:
+        row = by_path.get(rel.as_posix()) or by_name.get(rel.name) or by_stem.get(rel.stem)
+        if row is not None:
+            matched[rel] = row
+    unused = len(rows) - len({id(r) for r in matched.values()})
+    if unused:
+        log.warning("%s: %d of %d metadata rows in %s match no media file", STAGE, unused, len(rows), source_name)
+    return matched
+
+
+def _coerce(name: str, value: Any) -> Any:
+    """A metadata value as the schema types it (None when empty); ValueError naming the column otherwise."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if name == "split":
+        if str(value).strip() not in SPLITS:
+            raise ValueError(f"split {value!r} is not one of {', '.join(SPLITS)}")
+        return str(value).strip()
+    feature = FEATURES[name]
+    if isinstance(feature, datasets.ClassLabel):
+        label = str(value).strip().lower()
+        if label not in feature.names:
+            raise ValueError(f"{name} {value!r} is not one of {', '.join(feature.names)}")
+        return label
+    if isinstance(feature, datasets.List):
+        if isinstance(value, str):
+            text = value.strip()
+            try:
+                value = ast.literal_eval(text) if text.startswith("[") else re.split(r"\s*[,;|]\s*", text)
+            except (ValueError, SyntaxError) as exc:
+                raise ValueError(f"{name} {value!r} is not a list") from exc
+        return [str(v).strip() for v in value]
+    dtype = feature.dtype
+    try:
+        if dtype.startswith("float"):
+            return float(value)
+        if dtype.startswith("int"):
+            return int(float(value))
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name} {value!r} is not a number") from exc
+    if dtype == "bool":
+        return str(value).strip().lower() in ("1", "true", "yes")
+    return str(value).strip()
+
+
+def import_clip(item: dict[str, Any], *, out_dir: str, max_side: Optional[int] = None) -> dict[str, Any]:
+    """Convert one file to MP4 (keeping its sound) and return its manifest row with the carried metadata."""
+    carried = {}
+    for name in CARRIED_COLUMNS:
+        try:
+            value = _coerce(name, (item["metadata"] or {}).get(name))
+        except ValueError as exc:
+            raise ValueError(f"{item['source_file']}: metadata {exc}") from exc
+        if value is not None:
+            carried[name] = value
+    path = to_mp4(item["path"], Path(out_dir) / "clips" / f"{item['clip_id']}.mp4", max_side=max_side)
+    return {**carried, "clip_id": item["clip_id"], "video_path": str(path), "source": item["source"],
+            "origin": item["origin"], "source_file": item["source_file"]}
+
+
+def _origin(metadata: dict[str, Any], source: str, rel: Path) -> str:
+    """The metadata's origin/url when it is one (never a local path), else the source id ``{source}:{rel}``."""
+    for column in ("origin", "url"):
+        value = str(metadata.get(column) or "").strip()
+        if value and not _is_local_path(value):
+            return value
+        if value:
+            log.warning("%s: %s %s %r is a local path; origin falls back to the source id", STAGE, rel, column, value)
+    return f"{source}:{rel.as_posix()}"
+
+
+def run_import(src_dir: Union[str, os.PathLike], out_dir: Union[str, os.PathLike], *,
+               metadata: Optional[Union[str, os.PathLike]] = None, source: str = "animation", workers: int = 1,
+               max_side: Optional[int] = None, retry_rejects: bool = False, progress: bool = True) -> StageSummary:
+    """Import every media file under ``src_dir`` not yet in ``out_dir``'s manifest or rejects."""
+    if source not in SOURCES:
+        raise ValueError(f"unknown source {source!r}; expected one of {', '.join(SOURCES)}")
+    rel_paths = scan_media(src_dir, exclude=Path(out_dir))
+    meta = match_metadata(read_metadata_file(metadata), rel_paths, str(metadata)) if metadata else {}
+    ids = assign_clip_ids(rel_paths, source)
+    log.info("%s: %d media files under %s, %d with metadata", STAGE, len(rel_paths), src_dir, len(meta))
+    inputs = [{"clip_id": ids[rel], "source": source, "origin": _origin(meta.get(rel, {}), source, rel),
+               "path": str(Path(src_dir) / rel), "source_file": rel.as_posix(), "metadata": meta.get(rel)}
+              for rel in rel_paths]
+    work = functools.partial(import_clip, out_dir=str(out_dir), max_side=max_side)
+    return run_stage(STAGE, inputs, work, out_dir, workers=workers, retry_rejects=retry_rejects, progress=progress)
+
+
+def add_command(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(STAGE, help="import a local folder of clips (MagicAnime faces or any collection)")
+    p.add_argument("--src", required=True, help="folder of videos/GIFs (searched recursively)")
+    p.add_argument("--out", required=True, help="output stage folder")
+    p.add_argument("--metadata", help="CSV/JSON/JSONL keyed by file name or stem (caption, emotion, origin, ...)")
+    p.add_argument("--source", default="animation", choices=SOURCES, help="the clips' source (default animation)")
+    p.add_argument("--workers", type=int, default=1, help="parallel processes")
+    p.add_argument("--max-side", type=int, help="downscale so the longer side is at most this many pixels")
+    p.add_argument("--retry-rejects", action="store_true", help="try again the files rejected by an earlier run")
+    p.set_defaults(func=lambda a: run_import(a.src, a.out, metadata=a.metadata, source=a.source, workers=a.workers,
+                                             max_side=a.max_side, retry_rejects=a.retry_rejects) and 0)

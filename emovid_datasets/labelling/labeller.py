@@ -1,0 +1,280 @@
+"""Model labellers: the `Labeller` interface, the offline `FeatureClassifier` and the `VLMLabeller`.
+
+EmoVid labels the 80 % of clips people did not label with a model trained on the human labels.
+`FeatureClassifier` (scikit-learn on `features.clip_features`) is the offline default and is
+saved with the build; `VLMLabeller` prompts a chat video-language model for one of the eight
+emotions and parses the answer.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional, Protocol, Sequence, runtime_checkable
+
+import numpy as np
+
+from ..atomic import atomic_write_bytes, atomic_write_text
+from ..media import MediaSource
+from ..taxonomy import EMOTIONS, STICKER_QUERIES
+from .features import FEATURE_NAMES, clip_features, sample_frames
+from .vlm import Generate, TransformersVLM, video_message
+
+log = logging.getLogger("emovid")
+MODEL_FORMAT = "emovid-feature-classifier"
+MODEL_FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One clip's model label: the emotion (None when the model gave none, with the reason), its probability,
+    and the model's raw answer for generative labellers."""
+
+    emotion: Optional[str]
+    confidence: float
+    raw: Optional[str] = None
+    reason: Optional[str] = None
+
+
+@runtime_checkable
+class Labeller(Protocol):
+    """Anything that scores clips over `taxonomy.EMOTIONS` (columns in that order)."""
+
+    name: str
+
+    def predict_proba(self, videos: Sequence[MediaSource]) -> np.ndarray: ...
+
+    def predict(self, videos: Sequence[MediaSource]) -> list[Optional[str]]: ...
+
+    def label(self, videos: Sequence[MediaSource]) -> list[Prediction]: ...
+
+
+def _argmax_labels(proba: np.ndarray) -> list[Prediction]:
+    return [Prediction(EMOTIONS[int(np.argmax(p))], float(np.max(p))) if p.sum() > 0 else Prediction(None, 0.0)
+            for p in proba]
+
+
+class FeatureClassifier:
+    """Standardised clip features -> multinomial logistic regression, trained on human-labelled clips."""
+
+    name = "feature-classifier"
+
+    def __init__(self, *, c: float = 1.0, seed: int = 0) -> None:
+        self.c = c
+        self.seed = seed
+        self.model: Any = None
+        self.metrics: dict[str, Any] = {}
+
+    def _new_model(self) -> Any:
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+
+        return make_pipeline(StandardScaler(), LogisticRegression(C=self.c, max_iter=2000, random_state=self.seed))
+
+    def fit_features(self, features: np.ndarray, labels: Sequence[str], *, holdout: float = 0.25) -> dict[str, Any]:
+        """Measure held-out accuracy on a stratified split, then refit on everything; returns the metrics."""
+        from sklearn.metrics import accuracy_score
+        from sklearn.model_selection import train_test_split
+
+        labels = [str(x) for x in labels]
+        unknown = sorted(set(labels) - set(EMOTIONS))
+        if unknown:
+            raise ValueError(f"training labels {unknown} are not emotions")
+        if len(set(labels)) < 2:
+            raise ValueError(f"need human labels of at least two emotions to train, got {sorted(set(labels))}")
+        features = np.asarray(features, dtype=np.float64)
+        counts = {e: labels.count(e) for e in EMOTIONS if e in labels}
+        metrics: dict[str, Any] = {"train_clips": len(labels), "class_counts": counts, "holdout_fraction": holdout,
+                                   "heldout_clips": 0, "heldout_accuracy": None, "chance_accuracy": None}
+        n_test = int(round(holdout * len(labels)))
+        if holdout > 0 and min(counts.values()) >= 2 and len(counts) <= n_test <= len(labels) - len(counts):
+            x_tr, x_te, y_tr, y_te = train_test_split(features, labels, test_size=n_test, stratify=labels,
+                                                      random_state=self.seed)
+            probe_model = self._new_model().fit(x_tr, y_tr)
+            majority = max(set(y_tr), key=y_tr.count)
+            metrics.update(heldout_clips=len(y_te), heldout_accuracy=float(accuracy_score(y_te, probe_model.predict(x_te))),
+                           chance_accuracy=float(np.mean([y == majority for y in y_te])))
+        self.model = self._new_model().fit(features, labels)
+        self.metrics = metrics
+        return metrics
+
+    def fit(self, videos: Sequence[MediaSource], labels: Sequence[str], *, holdout: float = 0.25) -> dict[str, Any]:
+        """Compute features of ``videos`` and `fit_features` on them."""
+        return self.fit_features(np.stack([clip_features(v) for v in videos]), labels, holdout=holdout)
+
+    def proba_from_features(self, features: np.ndarray) -> np.ndarray:
+        """(N, 8) probabilities over EMOTIONS (0 for emotions absent from training)."""
+        if self.model is None:
+            raise RuntimeError("FeatureClassifier is not trained; call fit() or load()")
+        raw = self.model.predict_proba(np.asarray(features, dtype=np.float64).reshape(-1, len(FEATURE_NAMES)))
+        out = np.zeros((raw.shape[0], len(EMOTIONS)), dtype=np.float64)
+        for column, emotion in enumerate(self.model.classes_):
+            out[:, EMOTIONS.index(emotion)] = raw[:, column]
+        return out
+
+    def predict_proba(self, videos: Sequence[MediaSource]) -> np.ndarray:
+        return self.proba_from_features(np.stack([clip_features(v) for v in videos]))
+
+    def predict(self, videos: Sequence[MediaSource]) -> list[Optional[str]]:
+        return [p.emotion for p in self.label(videos)]
+
+    def label(self, videos: Sequence[MediaSource]) -> list[Prediction]:
+        return _argmax_labels(self.predict_proba(videos))
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write ``path`` (skops format, no pickle) and ``path.json`` (format, versions, features, metrics)."""
+        import sklearn
+        import skops.io as sio
+
+        if self.model is None:
+            raise RuntimeError("FeatureClassifier is not trained; nothing to save")
+        path = Path(path)
+        atomic_write_bytes(path, sio.dumps(self.model))
+        meta = {"format": MODEL_FORMAT, "format_version": MODEL_FORMAT_VERSION, "sklearn_version": sklearn.__version__,
+                "emotions": list(EMOTIONS), "feature_names": list(FEATURE_NAMES), "c": self.c, "seed": self.seed,
+                "metrics": self.metrics}
+        atomic_write_text(_meta_path(path), json.dumps(meta, indent=2))
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "FeatureClassifier":
+        """Load a saved classifier after checking its format version, emotions and feature names."""
+        import sklearn
+        import skops.io as sio
+
+        path = Path(path)
+        meta_path = _meta_path(path)
+        if not path.is_file() or not meta_path.is_file():
+            raise FileNotFoundError(f"{path}: saved labeller or its {meta_path.name} is missing")
+        meta = json.loads(meta_path.read_text())
+        if meta.get("format") != MODEL_FORMAT or meta.get("format_version") != MODEL_FORMAT_VERSION:
+            raise ValueError(f"{path}: format {meta.get('format')} v{meta.get('format_version')} is not "
+                             f"{MODEL_FORMAT} v{MODEL_FORMAT_VERSION}; retrain with `emovid-build annotate predict`")
+        if meta.get("emotions") != list(EMOTIONS) or meta.get("feature_names") != list(FEATURE_NAMES):
+            raise ValueError(f"{path}: saved for other emotions or features than this version computes; retrain it")
+        if meta.get("sklearn_version") != sklearn.__version__:
+            log.warning("%s was saved with scikit-learn %s, running %s; predictions may differ",
+                                                path, meta.get("sklearn_version"), sklearn.__version__)
+        model = sio.loads(path.read_bytes(), trusted=[])  # only skops' default-trusted scikit-learn types
+        labeller = cls(c=meta.get("c", 1.0), seed=meta.get("seed", 0))
+        labeller.model, labeller.metrics = model, meta.get("metrics", {})
+        return labeller
+
+
+def _meta_path(path: Path) -> Path:
+    return path.with_name(path.name + ".json")
+
+
+# Word forms mapped to the eight emotions: the taxonomy's search synonyms plus adjectives.
+# "happy"/"joy" are deliberately absent: they could mean amusement, contentment or excitement.
+EMOTION_WORDS: dict[str, str] = {
+    **{word: emotion for emotion, words in STICKER_QUERIES.items() for word in words},
+    **{e: e for e in EMOTIONS},
+    "amusing": "amusement", "funny": "amusement", "humor": "amusement", "humour": "amusement",
+    "awed": "awe", "awestruck": "awe", "awe-inspiring": "awe", "amazement": "awe", "wonderment": "awe",
+    "contented": "contentment", "calm": "contentment", "serene": "contentment", "peace": "contentment",
+    "exciting": "excitement", "thrill": "excitement", "enthusiasm": "excitement", "thrilling": "excitement",
+    "angry": "anger", "rage": "anger", "fury": "anger", "irritated": "anger",
+    "disgusting": "disgust", "revulsion": "disgust", "repulsed": "disgust",
+    "fearful": "fear", "frightened": "fear", "frightening": "fear", "scary": "fear", "terror": "fear",
+    "anxious": "fear", "sad": "sadness", "sorrow": "sadness", "grief": "sadness", "melancholy": "sadness",
+    "sorrowful": "sadness", "unhappy": "sadness",
+}
+NONE_ANSWERS: tuple[str, ...] = ("none", "no specific emotion", "no emotion", "neutral", "unclear", "unknown")
+_NEGATIONS = frozenset({"not", "no", "isn't", "isnt", "without", "nor", "never"})
+
+
+@dataclass(frozen=True)
+class ParsedAnswer:
+    """A parsed VLM answer: the emotion or None, and why it is None ('none', 'ambiguous', 'unparseable')."""
+
+    emotion: Optional[str]
+    reason: Optional[str] = None
+
+
+def parse_emotion(answer: str) -> ParsedAnswer:
+    """Map a free-text answer to one of the eight emotions, tolerating case, punctuation, synonyms and extra words.
+
+    Negated mentions ("not anger") are ignored; two different emotions left over, a `none`-like answer or
+    no emotion word give None with the reason.
+    """
+    text = re.sub(r"[.,;:!?()\[\]\"/]", " | ", (answer or "").lower())  # '|' marks a clause boundary
+    words = [w.strip("'-") for w in re.sub(r"[^a-z'\-| ]+", " ", text).split()]
+    text = " ".join(w for w in words if w != "|")
+    phrases = [(i, EMOTION_WORDS[w]) for i, w in enumerate(words) if w in EMOTION_WORDS]
+    phrases += [(i, EMOTION_WORDS[f"{a} {b}"]) for i, (a, b) in enumerate(zip(words, words[1:]))
+                if f"{a} {b}" in EMOTION_WORDS]  # two-word synonyms such as "mind blown"
+
+    def negated(i: int) -> bool:
+        before = words[max(0, i - 2):i]
+        return bool(_NEGATIONS & set(before[len(before) - before[::-1].index("|"):] if "|" in before else before))
+
+    kept = {e for i, e in phrases if not negated(i)}
+    if len(kept) == 1:
+        return ParsedAnswer(kept.pop())
+    if len(kept) > 1:
+        return ParsedAnswer(None, "ambiguous: names " + ", ".join(sorted(kept)))
+    if any(re.search(rf"\b{re.escape(n)}\b", text) for n in NONE_ANSWERS):
+        return ParsedAnswer(None, "none")
+    return ParsedAnswer(None, "unparseable")
+
+
+def emotion_question(caption: Optional[str] = None) -> str:
+    """The prompt asking for exactly one of the eight emotions (optionally with the clip's caption)."""
+    context = f'The video is described as: "{caption.strip()}"\n' if caption and caption.strip() else ""
+    return (f"{context}Which emotion does this video evoke? Answer with exactly one word from this list: "
+            f"{', '.join(EMOTIONS)}.")
+
+
+class VLMLabeller:
+    """Labels clips by asking a chat VLM for one of the eight emotions; unparseable answers give no label."""
+
+    name = "vlm"
+
+    def __init__(self, model: str, *, generate: Optional[Generate] = None, num_frames: int = 8,
+                 frame_size: Optional[tuple[int, int]] = (448, 448), max_new_tokens: int = 10,
+                 batch_size: int = 1, trust_remote_code: bool = False) -> None:
+        self.model_id = model
+        self.generate = generate or TransformersVLM(model, trust_remote_code=trust_remote_code)
+        self.num_frames = num_frames
+        self.frame_size = frame_size
+        self.max_new_tokens = max_new_tokens
+        self.batch_size = max(1, batch_size)
+
+    def conversation(self, caption: Optional[str] = None) -> list[dict[str, Any]]:
+        """The chat messages sent with each clip's frames."""
+        return video_message(emotion_question(caption))
+
+    def answers(self, videos: Sequence[MediaSource]) -> list[str]:
+        """The model's raw answers, generated ``batch_size`` clips at a time."""
+        size = self.frame_size or (None, None)
+        out: list[str] = []
+        for start in range(0, len(videos), self.batch_size):
+            chunk = videos[start:start + self.batch_size]
+            frames = [sample_frames(v, self.num_frames, width=size[0], height=size[1]) for v in chunk]
+            replies = self.generate([self.conversation() for _ in chunk], frames, self.max_new_tokens)
+            if len(replies) != len(chunk):
+                raise RuntimeError(f"VLM returned {len(replies)} answers for {len(chunk)} clips")
+            out.extend(replies)
+        return out
+
+    def label(self, videos: Sequence[MediaSource]) -> list[Prediction]:
+        """Parsed answers: a one-word answer naming an emotion gets confidence 1.0; the raw answer is kept."""
+        parsed = [(raw, parse_emotion(raw)) for raw in self.answers(videos)]
+        return [Prediction(p.emotion, 1.0 if p.emotion else 0.0, raw, p.reason) for raw, p in parsed]
+
+    def predict_proba(self, videos: Sequence[MediaSource]) -> np.ndarray:
+        """One-hot rows for parsed answers, all-zero rows for answers without an emotion."""
+        proba = np.zeros((len(videos), len(EMOTIONS)))
+        for row, pred in enumerate(self.label(videos)):
+            if pred.emotion:
+                proba[row, EMOTIONS.index(pred.emotion)] = 1.0
+        return proba
+
+    def predict(self, videos: Sequence[MediaSource]) -> list[Optional[str]]:
+        return [p.emotion for p in self.label(videos)]

@@ -1,0 +1,416 @@
+"""Train a Wan2.1 LoRA on EmoVid with accelerate: precompute a latent cache, then flow-matching steps.
+
+Output folder: ``pytorch_lora_weights.safetensors`` (diffusers), ``lora_comfyui.safetensors`` (ComfyUI /
+original Wan keys), ``training_config.json``, ``loss.csv`` + ``loss.jsonl`` (one row per optimiser step),
+``checkpoints/step-NNNNNNNN/`` (adapter, optimiser, LR scheduler, data position) and ``cache/``.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import importlib.util
+import json
+import logging
+import math
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Optional
+
+import torch
+
+from ..atomic import atomic_write_text
+from .cache import LatentCache, encode_batch, fill_cache
+from .data import adapter_clips, epoch_order, load_rows, local_rows
+from .lora import (COMFYUI_FILE, add_lora, load_lora_state, lora_state_dict, save_comfyui_lora,
+                   save_diffusers_lora)
+from .models import TEXT_LEN, check_task, load_pipeline
+from .objective import FlowMatchObjective
+
+log = logging.getLogger(__name__)
+
+CHECKPOINTS = "checkpoints"
+CONFIG_FILE = "training_config.json"
+LOSS_FIELDS = ("step", "epoch", "loss", "lr", "sigma", "seconds")
+# Settings a resumed run must share with the run that wrote the checkpoint.
+RESUME_KEYS = ("task", "model", "data", "split", "sources", "limit", "rank", "alpha", "image_kv", "batch_size",
+               "gradient_accumulation", "seed", "num_frames", "height", "width")
+
+
+@dataclass
+class TrainConfig:
+    """Everything `emovid train` takes; defaults are the EmoVid paper's recipe (r32, lr 1e-4, 3 epochs, bs 1)."""
+
+    task: str
+    model: str
+    data: str
+    output: str
+    config: str = "default"
+    split: str = "train"
+    sources: Optional[list[str]] = None
+    limit: Optional[int] = None
+    prompt: str = "caption+emotion"
+    num_frames: int = 81
+    height: int = 480
+    width: int = 832
+    fps: float = 16.0
+    rank: int = 32
+    alpha: float = 32.0
+    image_kv: bool = False
+    lr: float = 1e-4
+    weight_decay: float = 1e-2
+    lr_scheduler: str = "constant"
+    lr_warmup_steps: int = 0
+    max_grad_norm: Optional[float] = None
+    epochs: int = 3
+    batch_size: int = 1
+    max_steps: Optional[int] = None
+    gradient_accumulation: int = 1
+    mixed_precision: str = "no"
+    gradient_checkpointing: bool = False
+    timestep_sampling: str = "diffsynth"
+    shift: float = 5.0
+    seed: int = 42
+    resume: Optional[str] = None
+    no_cache: bool = False
+    cache_dir: Optional[str] = None
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 3
+
+    def validate(self) -> "TrainConfig":
+        """Check the shape and count arguments; raise ValueError naming the bad one."""
+        check_task(self.task)
+        if self.num_frames < 1 or (self.num_frames - 1) % 4:
+            raise ValueError(f"--num-frames must be 4k+1 (e.g. 81, 49, 9), got {self.num_frames}")
+        if self.height % 16 or self.width % 16 or self.height <= 0 or self.width <= 0:
+            raise ValueError(f"--height and --width must be positive multiples of 16, got {self.height}x{self.width}")
+        for name in ("epochs", "batch_size", "gradient_accumulation", "checkpoint_every", "rank", "keep_checkpoints"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        for name in ("max_steps", "limit"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        if self.mixed_precision not in ("no", "fp16", "bf16"):
+            raise ValueError(f"--mixed-precision must be no, fp16 or bf16, got {self.mixed_precision!r}")
+        FlowMatchObjective(self.timestep_sampling, self.shift)
+        return self
+
+
+@dataclass
+class TrainResult:
+    """What a run did: the last optimiser step, the losses it logged, and where the LoRA went."""
+
+    global_step: int
+    losses: list[float] = field(default_factory=list)
+    resumed_from: Optional[int] = None
+    lora_path: Optional[Path] = None
+    comfyui_path: Optional[Path] = None
+
+
+class LossLog:
+    """Per-step loss rows appended to ``loss.csv`` and ``loss.jsonl``; on resume, rows past the checkpoint go."""
+
+    def __init__(self, directory: Path, keep_until: Optional[int]) -> None:
+        self.csv, self.jsonl = directory / "loss.csv", directory / "loss.jsonl"
+        if keep_until is None:
+            for path in (self.csv, self.jsonl):
+                path.unlink(missing_ok=True)
+        else:
+            self._truncate(keep_until)
+        if not self.csv.exists():
+            atomic_write_text(self.csv, ",".join(LOSS_FIELDS) + "\n")
+
+    def _truncate(self, step: int) -> None:
+        if self.jsonl.exists():
+            rows = [json.loads(line) for line in self.jsonl.read_text().splitlines() if line.strip()]
+            rows = [r for r in rows if r["step"] <= step]
+            atomic_write_text(self.jsonl, "".join(json.dumps(r) + "\n" for r in rows))
+            atomic_write_text(self.csv, ",".join(LOSS_FIELDS) + "\n"
+                              + "".join(",".join(str(r[k]) for k in LOSS_FIELDS) + "\n" for r in rows))
+
+    def append(self, row: Mapping[str, Any]) -> None:
+        with self.csv.open("a", newline="") as f:
+            csv.writer(f).writerow([row[k] for k in LOSS_FIELDS])
+        with self.jsonl.open("a") as f:
+            f.write(json.dumps(dict(row)) + "\n")
+
+
+def training_loss(transformer: torch.nn.Module, objective: FlowMatchObjective, batch: Mapping[str, torch.Tensor],
+                  task: str, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """One flow-matching loss on encoded tensors (see cache.encode_batch); noise drawn from ``seed``.
+
+    Returns (loss, sigmas). The DiT sees x_t (plus ``y`` for i2v) at timestep 1000 s, and the fp32 MSE
+    against e - x0 is weighted per sample.
+    """
+    x0 = batch["latents"].float()
+    device, dtype = x0.device, next(transformer.parameters()).dtype
+    noise = torch.randn(x0.shape, generator=torch.Generator(device).manual_seed(seed), device=device)
+    sigmas, weights = objective.sample(x0.shape[0], torch.Generator().manual_seed(seed))
+    hidden = objective.noisy_input(x0, noise, sigmas)
+    image = None
+    if task == "i2v":
+        hidden = torch.cat([hidden, batch["y"].float()], dim=1)
+        image = batch["image_embeds"].to(dtype)
+    prediction = transformer(hidden_states=hidden.to(dtype), timestep=objective.timesteps(sigmas).to(device),
+                             encoder_hidden_states=batch["prompt_embeds"].to(dtype),
+                             encoder_hidden_states_image=image, return_dict=False)[0]
+    return objective.loss(prediction, x0, noise, weights), sigmas
+
+
+def _weight_dtype(mixed_precision: str) -> torch.dtype:
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(mixed_precision, torch.float32)
+
+
+def latest_checkpoint(output: Path) -> Optional[Path]:
+    """The newest complete ``checkpoints/step-*`` folder under ``output``, or None."""
+    found = sorted((output / CHECKPOINTS).glob("step-*"))
+    found = [p for p in found if (p / "state.json").exists()]
+    return found[-1] if found else None
+
+
+def save_checkpoint(output: Path, transformer: torch.nn.Module, optimizer, scheduler, state: dict, keep: int) -> Path:
+    """Write adapter + optimiser + scheduler + position into ``checkpoints/step-N`` atomically; prune old ones."""
+    from safetensors.torch import save_file
+
+    final = output / CHECKPOINTS / f"step-{state['global_step']:08d}"
+    tmp = final.with_name(f".{final.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    save_file({k: v.cpu() for k, v in lora_state_dict(transformer).items()}, str(tmp / "adapter.safetensors"))
+    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+    torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
+    (tmp / "state.json").write_text(json.dumps(state, indent=2))
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
+    for old in sorted((output / CHECKPOINTS).glob("step-*"))[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def _resume_point(cfg: TrainConfig, output: Path) -> Optional[Path]:
+    if not cfg.resume:
+        return None
+    point = latest_checkpoint(output) if cfg.resume == "latest" else Path(cfg.resume)
+    if point is None:
+        log.info("no checkpoint under %s; starting from step 0", output / CHECKPOINTS)
+        return None
+    if not (point / "state.json").exists():
+        raise FileNotFoundError(f"{point}: not a training checkpoint (no state.json)")
+    saved = output / CONFIG_FILE
+    if saved.exists():
+        before = json.loads(saved.read_text())
+        changed = [k for k in RESUME_KEYS if k in before and before[k] != getattr(cfg, k)]
+        if changed:
+            raise ValueError(f"cannot resume {point}: {', '.join(changed)} differ from the checkpointed run "
+                             f"({', '.join(f'{k}={before[k]!r}' for k in changed)})")
+    return point
+
+
+class _Batches:
+    """Encoded training batches for one epoch from a row position, from the cache or decoded on the fly."""
+
+    def __init__(self, cfg: TrainConfig, rows, pipe, cache: Optional[LatentCache], device: torch.device,
+                 rank: int, world: int) -> None:
+        self.cfg, self.rows, self.pipe, self.cache = cfg, rows, pipe, cache
+        self.device, self.rank, self.world = device, rank, world
+        self.ids = cache.clip_ids() if cache is not None else None
+
+    def size(self) -> int:
+        return len(self.ids) if self.ids is not None else len(self.rows)
+
+    def epoch(self, epoch: int, start: int) -> Iterator[dict[str, torch.Tensor]]:
+        """Yield this process's encoded batches of ``epoch`` beginning at row ``start`` of its order."""
+        order = epoch_order(self.size(), self.cfg.seed, epoch)
+        for indices in local_rows(order, start, self.cfg.batch_size, self.rank, self.world):
+            if self.cache is not None:
+                items = [self.cache.load(self.ids[i]) for i in indices]
+                yield {k: torch.stack([it[k] for it in items]).to(self.device) for k in items[0]}
+                continue
+            clips = adapter_clips(self.rows.select(indices), num_frames=self.cfg.num_frames, fps=self.cfg.fps,
+                                  height=self.cfg.height, width=self.cfg.width, prompt=self.cfg.prompt)
+            samples = list(clips)
+            if not samples:
+                log.warning("no decodable clip in rows %s of epoch %d; batch skipped", indices, epoch)
+                yield {}
+                continue
+            batch = {"video": torch.stack([s["video"] for s in samples]), "prompt": [s["prompt"] for s in samples],
+                     "first_frame": torch.stack([s["first_frame"] for s in samples])}
+            encoded = encode_batch(self.pipe, batch, self.cfg.task, self.device, TEXT_LEN)
+            encoded.pop("prompt_lens")
+            yield encoded
+
+
+def _stream(batches: _Batches, state: dict, rows_per_batch: int) -> Iterator[dict[str, torch.Tensor]]:
+    """Batches epoch after epoch from the saved position, keeping ``state``'s epoch and row position current."""
+    while True:
+        for batch in batches.epoch(state["epoch"], state["position"]):
+            state["position"] += rows_per_batch
+            yield batch
+        state["epoch"] += 1
+        state["position"] = 0
+
+
+def _build_cache(cfg: TrainConfig, pipe, rows, output: Path, device: torch.device, dtype: torch.dtype) -> LatentCache:
+    settings = {"model": cfg.model, "task": cfg.task, "num_frames": cfg.num_frames, "height": cfg.height,
+                "width": cfg.width, "fps": cfg.fps, "prompt": cfg.prompt, "text_len": TEXT_LEN,
+                "data": cfg.data, "config": cfg.config, "split": cfg.split}
+    cache = LatentCache(cfg.cache_dir or output / "cache", settings)
+    todo = [i for i, clip_id in enumerate(rows["clip_id"]) if not cache.has(clip_id)]
+    if todo:
+        clips = adapter_clips(rows.select(todo), num_frames=cfg.num_frames, fps=cfg.fps, height=cfg.height,
+                              width=cfg.width, prompt=cfg.prompt)
+        fill_cache(pipe, clips, cache, cfg.task, device, dtype, total=len(todo))
+    cached = len(cache.clip_ids())
+    if cached < len(rows):
+        log.warning("%d of %d clips could not be decoded and are left out of training", len(rows) - cached, len(rows))
+    if cached == 0:
+        raise ValueError(f"{cfg.data}: no clip could be encoded; nothing to train on")
+    return cache
+
+
+def train(cfg: TrainConfig) -> TrainResult:
+    """Run (or resume) a LoRA training; returns the last step and this run's per-step losses."""
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+    from diffusers.optimization import get_scheduler
+    from diffusers.training_utils import cast_training_params
+    from tqdm.auto import tqdm
+
+    cfg.validate()
+    output = Path(cfg.output)
+    output.mkdir(parents=True, exist_ok=True)
+    resume_from = _resume_point(cfg, output)
+    tensorboard = importlib.util.find_spec("tensorboard") is not None
+    accelerator = Accelerator(mixed_precision=cfg.mixed_precision,
+                              gradient_accumulation_steps=cfg.gradient_accumulation,
+                              log_with="tensorboard" if tensorboard else None, project_dir=str(output / "logs"))
+    set_seed(cfg.seed)
+    device, dtype = accelerator.device, _weight_dtype(cfg.mixed_precision)
+
+    pipe = load_pipeline(cfg.model, cfg.task, dtype=dtype)
+    for name in ("text_encoder", "vae", "image_encoder"):
+        if getattr(pipe, name, None) is not None:
+            getattr(pipe, name).requires_grad_(False).to(device)
+    rows = load_rows(cfg.data, cfg.config, cfg.split, cfg.sources)
+    if cfg.limit:
+        rows = rows.select(range(min(cfg.limit, len(rows))))
+    cache = None
+    if not cfg.no_cache:
+        if accelerator.is_main_process:
+            cache = _build_cache(cfg, pipe, rows, output, device, dtype)
+        accelerator.wait_for_everyone()
+        if cache is None:
+            cache = _build_cache(cfg, pipe, rows, output, device, dtype)
+        for name in ("text_encoder", "vae", "image_encoder"):  # the encoders are done: free the accelerator
+            if getattr(pipe, name, None) is not None:
+                getattr(pipe, name).to("cpu")
+
+    transformer = pipe.transformer.requires_grad_(False)
+    add_lora(transformer, cfg.rank, cfg.alpha, image_kv=cfg.image_kv)
+    if cfg.gradient_checkpointing:
+        transformer.enable_gradient_checkpointing()
+    transformer.to(device)
+    if dtype != torch.float32:
+        cast_training_params(transformer, dtype=torch.float32)
+    params = [p for p in transformer.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+    batches = _Batches(cfg, rows, pipe, cache, device, accelerator.process_index, accelerator.num_processes)
+    per_epoch = len(local_rows(list(range(batches.size())), 0, cfg.batch_size, 0, accelerator.num_processes))
+    total = cfg.epochs * per_epoch // cfg.gradient_accumulation
+    total = min(total, cfg.max_steps) if cfg.max_steps else total
+    if per_epoch < 1 or total < 1:
+        raise ValueError(f"{batches.size()} clips x {cfg.epochs} epochs give no optimiser step with batch size "
+                         f"{cfg.batch_size} x {accelerator.num_processes} processes and --gradient-accumulation "
+                         f"{cfg.gradient_accumulation}")
+    scheduler = get_scheduler(cfg.lr_scheduler, optimizer, num_warmup_steps=cfg.lr_warmup_steps,
+                              num_training_steps=total)
+    transformer, optimizer = accelerator.prepare(transformer, optimizer)
+
+    state = {"global_step": 0, "micro_step": 0, "epoch": 0, "position": 0}
+    if resume_from is not None:
+        from safetensors.torch import load_file
+
+        load_lora_state(accelerator.unwrap_model(transformer), load_file(str(resume_from / "adapter.safetensors")))
+        optimizer.load_state_dict(torch.load(resume_from / "optimizer.pt", map_location=device, weights_only=True))
+        scheduler.load_state_dict(torch.load(resume_from / "scheduler.pt", weights_only=True))
+        state.update(json.loads((resume_from / "state.json").read_text()))
+        log.info("resumed from %s: step %d, epoch %d, row %d", resume_from, state["global_step"], state["epoch"],
+                 state["position"])
+    if accelerator.is_main_process:
+        config = dataclasses.asdict(cfg)
+        config.update(total_steps=total, clips=batches.size(), processes=accelerator.num_processes)
+        atomic_write_text(output / CONFIG_FILE, json.dumps(config, indent=2))
+    loss_log = LossLog(output, state["global_step"] if resume_from else None) if accelerator.is_main_process else None
+    if tensorboard:
+        accelerator.init_trackers("emovid-lora", config={k: v for k, v in dataclasses.asdict(cfg).items()
+                                                         if isinstance(v, (int, float, str, bool))})
+
+    objective = FlowMatchObjective(cfg.timestep_sampling, cfg.shift)
+    result = TrainResult(global_step=state["global_step"], resumed_from=state["global_step"] if resume_from else None)
+    progress = tqdm(total=total, initial=state["global_step"], desc="training LoRA", unit="step",
+                    disable=not accelerator.is_main_process)
+    transformer.train()
+    window: list[float] = []
+    sigmas_seen: list[float] = []
+    started = time.perf_counter()
+    for batch in _stream(batches, state, cfg.batch_size * accelerator.num_processes):
+        state["micro_step"] += 1
+        with accelerator.accumulate(transformer):
+            if batch:
+                noise_seed = (cfg.seed * 1_000_003 + state["micro_step"]) * 64 + accelerator.process_index
+                loss, sigmas = training_loss(transformer, objective, batch, cfg.task, noise_seed)
+                accelerator.backward(loss)
+                window.append(accelerator.gather(loss.detach()).mean().item())
+                sigmas_seen.extend(sigmas.tolist())
+            if accelerator.sync_gradients and cfg.max_grad_norm:
+                accelerator.clip_grad_norm_(params, cfg.max_grad_norm)
+            optimizer.step()
+            optimizer.zero_grad()
+        if not accelerator.sync_gradients:
+            continue
+        scheduler.step()
+        state["global_step"] += 1
+        step_loss = sum(window) / max(len(window), 1)
+        row = {"step": state["global_step"], "epoch": state["epoch"], "loss": step_loss,
+               "lr": scheduler.get_last_lr()[0], "sigma": sum(sigmas_seen) / max(len(sigmas_seen), 1),
+               "seconds": round(time.perf_counter() - started, 3)}
+        window, sigmas_seen = [], []
+        result.losses.append(step_loss)
+        if loss_log is not None:
+            loss_log.append(row)
+        if tensorboard:
+            accelerator.log({"loss": step_loss, "lr": row["lr"]}, step=state["global_step"])
+        progress.update(1)
+        progress.set_postfix(loss=f"{step_loss:.4f}", epoch=state["epoch"])
+        if not math.isfinite(step_loss):
+            raise FloatingPointError(f"loss became {step_loss} at step {state['global_step']}; "
+                                     "lower --lr or use --mixed-precision bf16 instead of fp16")
+        done = state["global_step"] >= total
+        if accelerator.is_main_process and (done or state["global_step"] % cfg.checkpoint_every == 0):
+            at_end = state["position"] >= batches.size()
+            saved = dict(state, epoch=state["epoch"] + at_end, position=0 if at_end else state["position"])
+            save_checkpoint(output, accelerator.unwrap_model(transformer), optimizer, scheduler, saved,
+                            cfg.keep_checkpoints)
+        if done:
+            break
+    progress.close()
+    accelerator.wait_for_everyone()
+    result.global_step = state["global_step"]
+    if accelerator.is_main_process:
+        final = accelerator.unwrap_model(transformer)
+        result.lora_path = save_diffusers_lora(final, output)
+        result.comfyui_path = save_comfyui_lora(final, output / COMFYUI_FILE)
+        log.info("trained %d steps; LoRA in %s (ComfyUI keys in %s)", result.global_step, result.lora_path,
+                 result.comfyui_path)
+    accelerator.end_training()
+    return result
+
+
+def config_from_args(args: Any) -> TrainConfig:
+    """A TrainConfig from an argparse namespace holding the same names."""
+    names = [f.name for f in dataclasses.fields(TrainConfig)]
+    return TrainConfig(**{name: getattr(args, name) for name in names if hasattr(args, name)})

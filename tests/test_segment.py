@@ -1,0 +1,250 @@
+"""Scene segmentation: cut detection (fades and camera motion are not cuts), frame-accurate
+single-pass clipping with sound, length rejects, corrupt inputs, kill-and-resume, the CLI."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scenedetect
+from PIL import Image
+
+from builder_scripts import segment
+from builder_scripts.manifest import read_manifest, read_rejects
+from emovid_datasets.media import Mp4Writer, decode_audio, probe, read_frames
+
+FPS = 12
+SIZE = (64, 48)
+AUDIO_RATE = 16000
+# (first frame, kind) of each shot in the synthetic film; every boundary but the fade is a hard cut.
+CUTS = [30, 90, 126, 144]
+FRAMES = 174
+TONES = [330.0, 550.0, 770.0, 990.0, 1210.0]  # one tone per shot, to check each clip got its own sound
+
+
+def _texture(seed: int, width: int, height: int = SIZE[1]) -> np.ndarray:
+    """Smooth random colour blobs (what camera footage looks like to a frame differencer)."""
+    rng = np.random.default_rng(seed)
+    small = rng.integers(0, 256, size=(height // 8, width // 8, 3), dtype=np.uint8)
+    return np.asarray(Image.fromarray(small).resize((width, height), Image.BILINEAR))
+
+
+def _film_frame(i: int) -> np.ndarray:
+    """Frame ``i`` of the synthetic film (64x48): texture | black + fade from black | fast pan | short | solid."""
+    w, h = SIZE
+    if i < 30:  # shot 0: a still textured image
+        return _texture(1, w, h)
+    if i < 90:  # shot 1: hard cut to black, then (from frame 48) an 18-frame fade from black
+        level = np.clip((i - 47) / 18, 0, 1)
+        return (_texture(2, w, h) * level).astype(np.uint8)
+    if i < 126:  # shot 2: a still texture, panned fast (4 px = 1/16 of the width a frame) over frames 100-119
+        x = 4 * min(max(0, i - 100), 20)
+        return _texture(3, w + 80, h)[:, x:x + w]
+    if i < 144:  # shot 3: 1.5 s, too short to keep
+        return np.full((h, w, 3), (40, 200, 60), np.uint8)
+    return np.full((h, w, 3), (230, 230, 40), np.uint8)  # shot 4
+
+
+def write_film(path: Path, *, scale: int = 1, audio: bool = True) -> Path:
+    """The synthetic film (enlarged ``scale`` times) with a different tone in each shot."""
+    with Mp4Writer(path, width=SIZE[0] * scale, height=SIZE[1] * scale, fps=FPS,
+                   audio_rate=AUDIO_RATE if audio else None, audio_layout="mono") as writer:
+        for i in range(FRAMES):
+            writer.write_frame(np.kron(_film_frame(i), np.ones((scale, scale, 1), np.uint8)))
+        if audio:
+            bounds = [0, *CUTS, FRAMES]
+            for k, (a, b) in enumerate(zip(bounds, bounds[1:])):
+                t = np.arange(round(a / FPS * AUDIO_RATE), round(b / FPS * AUDIO_RATE)) / AUDIO_RATE
+                writer.write_audio((0.4 * np.sin(2 * np.pi * TONES[k] * t)).astype(np.float32)[None, :])
+    return path
+
+
+@pytest.fixture(scope="module")
+def film(tmp_path_factory) -> Path:
+    return write_film(tmp_path_factory.mktemp("film") / "film.mp4")
+
+
+@pytest.fixture(scope="module")
+def segmented(film, tmp_path_factory):
+    out = tmp_path_factory.mktemp("segmented")
+    summary = segment.run_segment(
+        [{"clip_id": "film", "video_path": str(film), "source": "movie", "sequence_id": "seq-7"}],
+        out, min_seconds=2.0, max_seconds=10.0, progress=False)
+    return out, summary
+
+
+def test_detects_hard_cuts_but_not_the_fade_or_the_pan(film):
+    assert segment.detect_cuts(film) == CUTS
+    # the fade and the pan are hard: PySceneDetect's fixed threshold (27) cuts in both
+    naive = scenedetect.detect(str(film), scenedetect.ContentDetector(min_scene_len=0))
+    naive = [start.frame_num for start, _ in naive[1:]]
+    assert [c for c in naive if 48 <= c < 66] and [c for c in naive if 100 < c < 120], naive
+
+
+def test_big_buck_bunny_cuts_and_fade(shared_media):
+    cuts = segment.detect_cuts(shared_media / "big_buck_bunny_480p_30s.mp4")
+    assert len(cuts) == 3 and all(abs(c - t) <= 2 for c, t in zip(cuts, [285, 378, 553])), cuts
+    assert not [c for c in cuts if c <= 48]  # the fade-in from black is not a cut
+
+
+def test_cockatoo_fast_camera_motion_is_not_a_cut(shared_media):
+    assert segment.detect_cuts(shared_media / "cockatoo.mp4") == []
+
+
+def test_no_cut_in_a_single_shot(tmp_path):
+    still = tmp_path / "one.mp4"
+    with Mp4Writer(still, width=SIZE[0], height=SIZE[1], fps=FPS) as writer:
+        for _ in range(40):
+            writer.write_frame(_texture(5, *SIZE))
+    assert segment.detect_cuts(still) == []
+
+
+def test_unreadable_file_raises_media_error(tmp_path):
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"not a video at all" * 100)
+    with pytest.raises(segment.MediaError, match="bad.mp4"):
+        segment.detect_cuts(bad)
+
+
+def test_rows_match_the_detected_shots(segmented, film):
+    out, summary = segmented
+    rows = read_manifest(out)
+    assert summary.done == 1 and summary.rows == 4
+    assert [r["clip_id"] for r in rows] == ["film-shot000", "film-shot001", "film-shot002", "film-shot004"]
+    bounds = [0, *segment.detect_cuts(film), FRAMES]
+    for row in rows:
+        k = row["shot_index"]
+        assert (row["start_frame"], row["end_frame"]) == (bounds[k], bounds[k + 1])
+        assert row["start_time"] == pytest.approx(bounds[k] / FPS, abs=1e-3)
+        assert row["end_time"] == pytest.approx(bounds[k + 1] / FPS, abs=1e-3)
+        assert row["parent_id"] == "film" and row["input_id"] == "film"
+        assert row["source"] == "movie" and row["sequence_id"] == "seq-7"  # metadata carried
+        assert Path(row["video_path"]) == out / "clips" / f"{row['clip_id']}.mp4"
+    assert sorted(p.name for p in (out / "clips").iterdir()) == [f"{r['clip_id']}.mp4" for r in rows]
+
+
+def test_clips_are_frame_accurate(segmented, film):
+    out, _ = segmented
+    source = read_frames(film).astype(np.float32)
+    for row in read_manifest(out):
+        clip = read_frames(row["video_path"]).astype(np.float32)
+        start, end = row["start_frame"], row["end_frame"]
+        assert len(clip) == end - start
+        # each clip frame matches its own source frame at least as well as the source's neighbours
+        # (in the pan and across shot boundaries a one-frame shift would be far worse)
+        for j, frame in enumerate(clip):
+            nearby = range(max(0, start + j - 2), min(len(source), start + j + 3))
+            errors = {k: np.abs(frame - source[k]).mean() for k in nearby}
+            assert errors[start + j] <= min(errors.values()) + 1.0 and errors[start + j] < 6
+        # and the first frame has the colour of the source's frame at start_frame
+        assert np.abs(clip[0].mean(axis=(0, 1)) - source[start].mean(axis=(0, 1))).max() < 4
+
+
+def test_clips_keep_their_own_sound(segmented):
+    out, _ = segmented
+    for row in read_manifest(out):
+        info = probe(row["video_path"])
+        assert info.has_audio
+        sound = decode_audio(row["video_path"], sample_rate=AUDIO_RATE)[0]
+        assert abs(len(sound) / AUDIO_RATE - (row["end_time"] - row["start_time"])) < 0.1
+        spectrum = np.abs(np.fft.rfft(sound))
+        peak = np.fft.rfftfreq(len(sound), 1 / AUDIO_RATE)[int(np.argmax(spectrum))]
+        assert peak == pytest.approx(TONES[row["shot_index"]], abs=15)
+
+
+def test_short_and_long_shots_are_rejected_with_reasons(segmented, film, tmp_path):
+    out, _ = segmented
+    rejects = read_rejects(out)
+    assert [(r["clip_id"], r["stage"], r["input_id"]) for r in rejects] == [("film-shot003", "segment", "film")]
+    assert rejects[0]["reason"] == "shot 3 lasts 1.50 s < 2 s"
+    segment.run_segment([{"clip_id": "film", "video_path": str(film)}], tmp_path, min_seconds=1.0,
+                        max_seconds=4.0, progress=False)
+    reasons = {r["clip_id"]: r["reason"] for r in read_rejects(tmp_path)}
+    assert reasons == {"film-shot001": "shot 1 lasts 5.00 s > 4 s"}
+    assert len(read_manifest(tmp_path)) == 4
+    assert not (tmp_path / "clips" / "film-shot001.mp4").exists()
+
+
+def test_silent_source_gives_silent_clips(tmp_path):
+    path = write_film(tmp_path / "mute.mp4", audio=False)
+    segment.run_segment([{"clip_id": "mute", "video_path": str(path)}], tmp_path / "out", min_seconds=2.0,
+                        progress=False)
+    rows = read_manifest(tmp_path / "out")
+    assert len(rows) == 4 and not any(probe(r["video_path"]).has_audio for r in rows)
+
+
+def test_corrupt_input_is_rejected_and_the_rest_goes_on(film, tmp_path):
+    garbage = tmp_path / "garbage.mp4"
+    garbage.write_bytes(os.urandom(20000))
+    truncated = tmp_path / "truncated.mp4"
+    truncated.write_bytes(film.read_bytes()[: film.stat().st_size // 2])
+    videos = [{"clip_id": p.stem, "video_path": str(p)} for p in (garbage, film, truncated)]
+    summary = segment.run_segment(videos, tmp_path / "out", min_seconds=2.0, progress=False)
+    assert summary.done == 3
+    assert {r["parent_id"] for r in read_manifest(tmp_path / "out")} == {"film"}
+    reasons = {r["input_id"]: r["reason"] for r in read_rejects(tmp_path / "out") if r["clip_id"] is None
+               or r["clip_id"] in ("garbage", "truncated")}
+    assert set(reasons) == {"garbage", "truncated"}
+    assert "garbage.mp4" in reasons["garbage"] and "truncated.mp4" in reasons["truncated"]
+
+
+KILL_SCRIPT = textwrap.dedent("""
+    import sys
+    from builder_scripts.segment import run_segment
+    videos = [{"clip_id": f"film{k}", "video_path": sys.argv[1]} for k in range(int(sys.argv[3]))]
+    run_segment(videos, sys.argv[2], min_seconds=2.0, progress=False)
+""")
+
+
+def test_killed_run_resumes_without_duplicates(tmp_path):
+    source = write_film(tmp_path / "big.mp4", scale=2)
+    out, count = tmp_path / "out", 3
+    proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, str(source), str(out), str(count)],
+                            cwd=Path(__file__).resolve().parents[1])
+    deadline = time.monotonic() + 60
+    while not (out / "manifest.parquet").exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)  # right after the first source's checkpoint, mid-way through the next
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL and not (out / "stage.json").exists()
+    assert {r["parent_id"] for r in read_manifest(out)} == {"film0"}
+
+    summary = segment.run_segment([{"clip_id": f"film{k}", "video_path": str(source)} for k in range(count)],
+                                  out, min_seconds=2.0, progress=False)
+    assert (summary.skipped, summary.done) == (1, count - 1)
+    rows = read_manifest(out)
+    ids = [r["clip_id"] for r in rows]
+    assert len(ids) == len(set(ids)) == 4 * count
+    assert sorted(p.name for p in (out / "clips").iterdir()) == sorted(f"{i}.mp4" for i in ids)  # no partials
+    assert all(probe(r["video_path"]).num_frames == r["end_frame"] - r["start_frame"] for r in rows)
+    assert len(read_rejects(out)) == count  # shot 3 of each source, once
+    again = segment.run_segment([{"clip_id": f"film{k}", "video_path": str(source)} for k in range(count)],
+                                out, min_seconds=2.0, progress=False)
+    assert (again.done, again.skipped, len(read_manifest(out))) == (0, count, 4 * count)
+
+
+def test_cli_scans_folders(film, tmp_path):
+    videos = tmp_path / "videos" / "nested"
+    videos.mkdir(parents=True)
+    (videos / "reel.mp4").write_bytes(film.read_bytes())
+    (videos / "notes.txt").write_text("not a video")
+    parser = argparse.ArgumentParser()
+    segment.add_command(parser.add_subparsers())
+    args = parser.parse_args(["segment", str(tmp_path / "videos"), "--out", str(tmp_path / "out"),
+                              "--min-seconds", "2", "--max-seconds", "10", "--workers", "1"])
+    assert args.func(args) == 0
+    assert [r["clip_id"] for r in read_manifest(tmp_path / "out")] == [
+        "reel-shot000", "reel-shot001", "reel-shot002", "reel-shot004"]
+    with pytest.raises(FileNotFoundError, match="missing"):
+        segment.collect_videos([tmp_path / "missing"])
+    (tmp_path / "videos" / "reel.mkv").write_bytes(film.read_bytes())
+    with pytest.raises(ValueError, match="reel"):
+        segment.collect_videos([tmp_path / "videos"])

@@ -1,0 +1,269 @@
+"""emovid_datasets.torch: EmoVid rows -> training tensors, sharded across workers and nodes, resumable."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import datasets
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader
+from torchdata.stateful_dataloader import StatefulDataLoader
+
+from emovid_datasets.loading import load_emovid
+from emovid_datasets.torch import BucketBatcher, EmoVidClips, collate_clips, nearest_bucket
+from emovid_datasets.torch.decoding import decode_window
+from emovid_datasets.torch.resize import plan_resize
+from emovid_datasets.torch.sampling import target_times
+
+from factory import make_dataset, make_video
+
+SMALL = dict(num_frames=9, height=32, width=32)
+
+
+@pytest.fixture(scope="module")
+def dataset_dir(tmp_path_factory) -> Path:
+    """24 clips (3 sources x 8 emotions, 12 frames at 12 fps, 64x48) in 4 shards."""
+    return make_dataset(tmp_path_factory.mktemp("emovid"), min_shards=4)
+
+
+@pytest.fixture(scope="module")
+def all_ids(dataset_dir) -> list[str]:
+    return sorted(load_emovid(str(dataset_dir), split="train", decode_media=False)["clip_id"])
+
+
+def stream(dataset_dir: Path) -> datasets.IterableDataset:
+    return load_emovid(str(dataset_dir), split="train", streaming=True, decode_media=False)
+
+
+def rows_dataset(videos: dict[str, bytes]) -> datasets.Dataset:
+    """A map-style dataset of minimal EmoVid-like rows (names as strings, no valence column)."""
+    return datasets.Dataset.from_list([
+        {"clip_id": clip_id, "source": "movie", "emotion": "fear", "caption": f"Clip {clip_id}.",
+         "video": {"bytes": data, "path": None}}
+        for clip_id, data in videos.items()
+    ])
+
+
+def grey_video(path: Path, frames: int = 12, fps: float = 12, size=(64, 48), step: int = 20) -> bytes:
+    """Frame i is uniformly grey at level 10 + step * i, so a pixel value tells which source frame it is."""
+    make_video(path, frames=frames, fps=fps, size=size, audio=False,
+               color=lambda i: np.full((size[1], size[0], 3), 10 + step * i, dtype=np.uint8))
+    return path.read_bytes()
+
+
+def source_frame(video: torch.Tensor, i: int, step: int = 20) -> int:
+    """Which grey_video frame output frame i shows."""
+    level = (video[:, i].mean().item() + 1) * 127.5
+    return round((level - 10) / step)
+
+
+def test_sample_shapes_range_names_prompt_and_audio(dataset_dir):
+    samples = {s["clip_id"]: s for s in EmoVidClips(stream(dataset_dir), **SMALL, with_audio=True)}
+    assert len(samples) == 24
+    s = samples["animation-fear-00"]
+    assert s["video"].shape == (3, 9, 32, 32) and s["video"].dtype == torch.float32
+    assert s["video"].min() >= -1 and s["video"].max() <= 1
+    assert torch.equal(s["first_frame"], s["video"][:, 0])
+    assert (s["emotion"], s["valence"], s["source"]) == ("fear", "negative", "animation")
+    assert s["prompt"] == 'A animation clip in colour 6. The video is in the "fear" emotion.'
+    assert s["audio"].shape == (1, round(9 * 16000 / 16)) and s["audio"].abs().max() > 0.1
+    sticker = samples["sticker-awe-00"]
+    assert sticker["valence"] == "positive"
+    assert torch.count_nonzero(sticker["audio"]) == 0  # stickers have no sound: silence of the right length
+    # The colour survives: the factory encodes the emotion as hue, so two emotions differ.
+    assert (s["video"].mean((1, 2, 3)) - sticker["video"].mean((1, 2, 3))).abs().max() > 0.05
+
+
+@pytest.mark.parametrize("num_frames", [0, 2, 8, 10, 80])
+def test_num_frames_must_be_4k_plus_1(dataset_dir, num_frames):
+    with pytest.raises(ValueError, match="4k\\+1"):
+        EmoVidClips(stream(dataset_dir), num_frames=num_frames)
+
+
+def test_prompt_templates(dataset_dir):
+    ds = stream(dataset_dir).take(1)
+    assert next(iter(EmoVidClips(ds, **SMALL, prompt="caption")))["prompt"] == "A animation clip in colour 0."
+    custom = next(iter(EmoVidClips(ds, **SMALL, prompt="[{emotion}/{valence}] {caption}")))
+    assert custom["prompt"] == "[amusement/positive] A animation clip in colour 0."
+    for bad in ("emotion", "{caption} {mood}"):
+        with pytest.raises(ValueError, match="prompt"):
+            EmoVidClips(ds, **SMALL, prompt=bad)
+
+
+def test_resampling_follows_timestamps_and_short_clip_policies(tmp_path):
+    ds = rows_dataset({"grey": grey_video(tmp_path / "grey.mp4")})  # 12 frames at 12 fps = 1.0 s
+    long_enough = next(iter(EmoVidClips(ds, num_frames=9, fps=16, height=16, width=16)))["video"]
+    assert [source_frame(long_enough, i) for i in range(9)] == [i * 12 // 16 for i in range(9)]
+
+    # 21 frames at 16 fps need 1.25 s: times 0 .. 15/16 s lie inside the clip, 16 frames.
+    opts = dict(num_frames=21, fps=16, height=16, width=16)
+    looped = next(iter(EmoVidClips(ds, **opts, short_clips="loop")))["video"]
+    assert [source_frame(looped, i) for i in range(21)] == [(i % 16) * 12 // 16 for i in range(21)]
+    held = next(iter(EmoVidClips(ds, **opts, short_clips="hold")))["video"]
+    assert [source_frame(held, i) for i in range(21)] == [min(i, 15) * 12 // 16 for i in range(21)]
+    dropping = EmoVidClips(ds, **opts, short_clips="drop")
+    assert list(dropping) == [] and dropping.dropped == 1 and dropping.skipped == 0
+
+
+def test_random_window_is_seeded_per_epoch_and_clip(tmp_path):
+    ds = rows_dataset({"grey": grey_video(tmp_path / "grey.mp4", frames=48, step=5)}).add_column("duration", [4.0])
+    clips = EmoVidClips(ds, num_frames=5, fps=12, height=16, width=16, window="random", seed=3)
+
+    def starts() -> int:
+        return source_frame(next(iter(clips))["video"], 0, step=5)
+
+    first = starts()
+    assert starts() == first  # same epoch, same window
+    assert len({first} | {(clips.set_epoch(e), starts())[1] for e in range(1, 6)}) > 1
+
+
+def test_resize_plans():
+    crop = plan_resize(48, 64, 32, 32)
+    assert (crop.scaled_height, crop.scaled_width, crop.top, crop.left) == (32, 43, 0, 5)
+    pad = plan_resize(48, 64, 32, 32, pad=True)
+    assert (pad.scaled_height, pad.scaled_width, pad.top, pad.left) == (24, 32, 4, 0)
+    buckets = [(480, 832), (832, 480), (624, 624)]
+    assert nearest_bucket(480, 854, buckets) == (480, 832)
+    assert nearest_bucket(1920, 1080, buckets) == (832, 480)
+    assert nearest_bucket(150, 200, buckets) == (480, 832)  # 4:3 is nearer 1.73:1 than 1:1 in log ratio
+    assert nearest_bucket(150, 160, buckets) == (624, 624)
+
+
+def test_crop_and_pad(dataset_dir):
+    ds = stream(dataset_dir).take(1)  # 64x48 clip
+    cropped = next(iter(EmoVidClips(ds, **SMALL, resize="crop")))["video"]
+    padded = next(iter(EmoVidClips(ds, **SMALL, resize="pad")))["video"]
+    assert cropped.shape == padded.shape == (3, 9, 32, 32)
+    assert (cropped > -0.9).all()  # covered: no border
+    assert (padded[:, :, :4] == -1).all() and (padded[:, :, -4:] == -1).all()  # 32x24 letterboxed in black
+    assert torch.allclose(padded[:, :, 4:-4], cropped[:, :, 4:-4], atol=0.05)
+
+
+def test_buckets_and_equal_shape_batches(tmp_path):
+    sizes = {"wide-0": (64, 32), "tall-0": (32, 64), "square-0": (48, 48), "wide-1": (80, 40), "tall-1": (30, 62)}
+    ds = rows_dataset({name: grey_video(tmp_path / f"{name}.mp4", frames=8, size=size) for name, size in sizes.items()})
+    buckets = [(16, 32), (32, 16), (24, 24)]
+    clips = EmoVidClips(ds, num_frames=5, resize="bucket", buckets=buckets)
+    shapes = {s["clip_id"]: tuple(s["video"].shape[2:]) for s in clips}
+    assert shapes == {"wide-0": (16, 32), "wide-1": (16, 32), "tall-0": (32, 16), "tall-1": (32, 16),
+                      "square-0": (24, 24)}
+    batches = list(BucketBatcher(clips, 2))
+    assert sorted(len(b["clip_id"]) for b in batches) == [1, 2, 2]
+    assert sorted(i for b in batches for i in b["clip_id"]) == sorted(sizes)
+    for batch in batches:
+        assert {shapes[i] for i in batch["clip_id"]} == {tuple(batch["video"].shape[3:])}
+    assert [len(b["clip_id"]) for b in BucketBatcher(clips, 2, drop_last=True)] == [2, 2]
+    in_workers = DataLoader(BucketBatcher(EmoVidClips(ds, num_frames=5, resize="bucket", buckets=buckets, num_shards=2),
+                                          2), batch_size=None, num_workers=2)
+    worker_batches = list(in_workers)
+    assert sorted(i for b in worker_batches for i in b["clip_id"]) == sorted(sizes)
+    assert all(len({shapes[i] for i in b["clip_id"]}) == 1 for b in worker_batches)
+    with pytest.raises(ValueError, match="different shapes"):
+        collate_clips(list(clips)[:3])
+
+
+def test_default_buckets_come_from_height_and_width(tmp_path):
+    clips = EmoVidClips(rows_dataset({"x": b""}), resize="bucket")
+    assert clips.buckets == [(480, 832), (832, 480), (624, 624)]
+
+
+@pytest.mark.parametrize("map_style", [False, True])
+def test_workers_read_distinct_shards_without_gaps(dataset_dir, all_ids, map_style):
+    ds = load_emovid(str(dataset_dir), split="train", streaming=not map_style, decode_media=False)
+    clips = EmoVidClips(ds, **SMALL, num_shards=4 if map_style else None)
+    assert clips.num_shards == 4
+    loader = DataLoader(clips, batch_size=3, num_workers=2)
+    seen = [clip_id for batch in loader for clip_id in batch["clip_id"]]
+    assert sorted(seen) == all_ids  # every clip exactly once
+
+
+@pytest.mark.parametrize("map_style", [False, True])
+def test_split_by_node_covers_the_dataset_disjointly(dataset_dir, all_ids, map_style):
+    ds = load_emovid(str(dataset_dir), split="train", streaming=not map_style, decode_media=False)
+    parts = [[s["clip_id"] for s in EmoVidClips(ds, **SMALL, rank=r, world_size=2)] for r in range(2)]
+    assert parts[0] and parts[1] and not set(parts[0]) & set(parts[1])
+    assert sorted(parts[0] + parts[1]) == all_ids
+
+
+def test_node_rank_from_environment(dataset_dir, monkeypatch):
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    clips = EmoVidClips(stream(dataset_dir), **SMALL)
+    assert (clips.rank, clips.world_size) == (1, 2) and clips.num_shards == 2
+    with pytest.raises(ValueError, match="rank"):
+        EmoVidClips(stream(dataset_dir), **SMALL, rank=2, world_size=2)
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_resume_mid_epoch_with_stateful_dataloader(dataset_dir, all_ids, num_workers):
+    def loader() -> StatefulDataLoader:
+        return StatefulDataLoader(EmoVidClips(stream(dataset_dir), **SMALL), batch_size=2, num_workers=num_workers)
+
+    first = loader()
+    before = []
+    for k, batch in enumerate(first, start=1):
+        before += batch["clip_id"]
+        if k == 3:
+            break
+    state = first.state_dict()
+    del first
+    resumed = loader()
+    resumed.load_state_dict(state)
+    after = [clip_id for batch in resumed for clip_id in batch["clip_id"]]
+    assert len(before) == 6
+    assert not set(before) & set(after)  # nothing seen twice
+    assert sorted(before + after) == all_ids  # nothing skipped
+
+
+def test_undecodable_row_is_skipped_with_a_warning(tmp_path, caplog):
+    good = grey_video(tmp_path / "good.mp4")
+    ds = rows_dataset({"good-1": good, "broken": b"\x00not a video" * 50, "good-2": good})
+    clips = EmoVidClips(ds, num_frames=5, height=16, width=16)
+    with caplog.at_level(logging.WARNING, logger="emovid.torch"):
+        assert [s["clip_id"] for s in clips] == ["good-1", "good-2"]
+    assert clips.skipped == 1
+    assert any("broken" in r.getMessage() for r in caplog.records)
+
+
+def test_torchcodec_path_explains_its_requirements(dataset_dir):
+    try:
+        import torchcodec.decoders  # noqa: F401
+        pytest.skip("torchcodec is loadable here")
+    except (ImportError, OSError, RuntimeError):
+        pass
+    with pytest.raises(ImportError, match="FFmpeg") as info:
+        EmoVidClips(stream(dataset_dir), decode="torchcodec")
+    assert "pip install torchcodec" in str(info.value) and "decode='pyav'" in str(info.value)
+
+
+def test_big_buck_bunny_at_16_fps_takes_frames_by_timestamp(shared_media):
+    film = (shared_media / "big_buck_bunny_480p_30s.mp4").read_bytes()  # 24 fps
+    clips = EmoVidClips(rows_dataset({"bbb": film}), num_frames=81, fps=16, height=48, width=80)
+    video = next(iter(clips))["video"]
+    assert video.shape == (3, 81, 48, 80)
+    brightness = video.mean((0, 2, 3))
+    assert brightness[32] > brightness[8] > brightness[0]  # the fade-in over source frames 0-48
+
+    # A 5 s window at 10 s (seeking), covering the hard cut at source frame 285.
+    plan = lambda h, w: plan_resize(h, w, 48, 80)  # noqa: E731
+    window = decode_window(film, target_times(81, 16, offset=10.0), plan, seek=True)
+    assert [round(t * 24) for t in window.times] == [240 + i * 24 // 16 for i in range(81)]
+    frames = np.stack(window.frames).astype(np.float32)
+    step = np.abs(np.diff(frames, axis=0)).mean(axis=(1, 2, 3))
+    cut = (285 - 240) * 16 // 24  # output frame 30 is source frame 285, the first of the new shot
+    assert int(np.argmax(step)) + 1 == cut
+    # Decoding stopped right after the last needed frame (360) instead of running to the end (720).
+    assert window.decoded < 720 - 240
+
+
+def test_real_short_clip_and_a_container_without_duration(shared_media):
+    ds = rows_dataset({name: (shared_media / name).read_bytes() for name in ("realshort.mp4", "test.webm")})
+    samples = {s["clip_id"]: s["video"] for s in EmoVidClips(ds, num_frames=81, fps=16, height=24, width=32)}
+    short = samples["realshort.mp4"]  # 1.2 s at ~30 fps: 20 frames at 16 fps, then looped
+    assert torch.equal(short[:, 20], short[:, 0]) and not torch.equal(short[:, 19], short[:, 0])
+    # 94 frames, the last at 3.104 s shown for 33 ms, no duration in the container: 51 frames (t <= 3.125 s) then looped
+    webm = samples["test.webm"]
+    assert torch.equal(webm[:, 51], webm[:, 0]) and not torch.equal(webm[:, 50], webm[:, 0])

@@ -1,0 +1,194 @@
+"""The Wan2.1 LoRA trainer on `--model tiny` (real diffusers classes, random weights, CPU, 9x32x32 clips)."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from emovid_datasets.cli import main
+from emovid_datasets.training.cache import LatentCache
+from emovid_datasets.training.lora import (COMFYUI_FILE, DIFFUSERS_FILE, add_lora, load_lora_state,
+                                           save_comfyui_lora, save_diffusers_lora, to_original_keys)
+from emovid_datasets.training.models import build_tiny, load_pipeline
+from emovid_datasets.training.objective import FlowMatchObjective, diffsynth_table
+from emovid_datasets.training.trainer import TrainConfig, train, training_loss
+from factory import make_dataset
+
+SMALL = dict(model="tiny", num_frames=9, height=32, width=32, rank=4, alpha=4)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny tensors run fastest single-threaded on shared cores."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> str:
+    return str(make_dataset(tmp_path_factory.mktemp("emovid"), per_cell=1))
+
+
+def run_pipe(pipe, seed=0, **extra):
+    return pipe(prompt="a cat runs", num_frames=9, height=32, width=32, num_inference_steps=2, output_type="pt",
+                generator=torch.Generator().manual_seed(seed), **extra).frames
+
+
+def test_objective_follows_diffsynth_and_flow_matching():
+    sigmas, weights = diffsynth_table(5.0)
+    assert len(sigmas) == 1000 and sigmas[0] == 1.0 and sigmas[-1] > 0
+    assert torch.all(sigmas[1:] < sigmas[:-1])
+    assert abs(weights.mean().item() - 1) < 1e-5 and weights.min() == 0
+    assert abs(sigmas[weights.argmax()].item() - 0.5) < 0.01  # the bump peaks at t = 500
+    # shift 5 puts most levels in the noisy half
+    drawn, w = FlowMatchObjective().sample(4000, torch.Generator().manual_seed(0))
+    assert (drawn > 0.5).float().mean() > 0.75 and set(w.tolist()) <= set(weights.tolist())
+    logit, w1 = FlowMatchObjective("logit_normal", shift=1.0).sample(4000, torch.Generator().manual_seed(0))
+    assert abs(logit.mean().item() - 0.5) < 0.02 and torch.all(w1 == 1)
+    x0, noise = torch.randn(2, 16, 3, 4, 4), torch.randn(2, 16, 3, 4, 4)
+    obj = FlowMatchObjective()
+    xt = obj.noisy_input(x0, noise, torch.tensor([0.0, 1.0]))
+    assert torch.equal(xt[0], x0[0]) and torch.equal(xt[1], noise[1])
+    assert obj.loss(noise - x0, x0, noise, torch.ones(2)).item() == 0
+    assert torch.equal(obj.timesteps(torch.tensor([0.25])), torch.tensor([250.0]))
+    with pytest.raises(ValueError, match="timestep sampling"):
+        FlowMatchObjective("cosine")
+
+
+def test_tiny_model_is_offline_deterministic_and_loads_from_a_folder(tmp_path):
+    pipe = build_tiny("i2v")
+    assert type(pipe).__name__ == "WanImageToVideoPipeline"
+    assert type(pipe.text_encoder).__name__ == "UMT5EncoderModel"
+    assert pipe.transformer.config.in_channels == 36 and pipe.transformer.config.added_kv_proj_dim == 24
+    ids = pipe.tokenizer("the cat runs", padding="max_length", max_length=512).input_ids
+    assert len(ids) == 512 and ids[-1] == pipe.tokenizer.pad_token_id
+    t2v = build_tiny("t2v")
+    again = build_tiny("t2v")
+    assert all(torch.equal(a, b) for a, b in zip(t2v.transformer.state_dict().values(),
+                                                 again.transformer.state_dict().values()))
+    t2v.save_pretrained(tmp_path / "tiny-t2v")
+    loaded = load_pipeline(str(tmp_path / "tiny-t2v"), "t2v")
+    assert torch.allclose(run_pipe(t2v), run_pipe(loaded), atol=1e-5)
+    with pytest.raises(ValueError, match="36"):
+        load_pipeline(str(tmp_path / "tiny-t2v"), "i2v")
+
+
+def test_lora_targets_and_original_key_names():
+    transformer = build_tiny("i2v").transformer
+    add_lora(transformer, 4, 4, image_kv=True)
+    names = {n for n, _ in transformer.named_modules() if n.endswith("lora_A")}
+    assert "blocks.1.attn1.to_out.0.lora_A" in names and "blocks.0.ffn.net.0.proj.lora_A" in names
+    assert "blocks.0.attn2.add_k_proj.lora_A" in names and len(names) == 2 * (8 + 2 + 2)
+    keys = to_original_keys({"blocks.3.attn2.add_v_proj.lora_B.weight": torch.zeros(1),
+                             "blocks.0.attn1.to_q.lora_A.weight": torch.zeros(1)}, 8)
+    assert set(keys) == {"diffusion_model.blocks.3.cross_attn.v_img.lora_B.weight",
+                         "diffusion_model.blocks.3.cross_attn.v_img.alpha",
+                         "diffusion_model.blocks.0.self_attn.q.lora_A.weight",
+                         "diffusion_model.blocks.0.self_attn.q.alpha"}
+    with pytest.raises(ValueError, match="I2V"):
+        add_lora(build_tiny("t2v").transformer, 4, 4, image_kv=True)
+
+
+def test_saved_lora_changes_the_pipeline_and_comfyui_export_matches(tmp_path):
+    transformer = build_tiny("t2v").transformer
+    add_lora(transformer, 4, 16)  # alpha != rank: only the metadata / .alpha keys keep the scale
+    with torch.no_grad():
+        for name, p in transformer.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.3, generator=torch.Generator().manual_seed(1))
+    save_diffusers_lora(transformer, tmp_path)
+    save_comfyui_lora(transformer, tmp_path / COMFYUI_FILE)
+    pipe = build_tiny("t2v")
+    base = run_pipe(pipe)
+    pipe.load_lora_weights(str(tmp_path / DIFFUSERS_FILE), adapter_name="diffusers")
+    with_lora = run_pipe(pipe)
+    pipe.unload_lora_weights()
+    assert torch.allclose(run_pipe(pipe), base)
+    pipe.load_lora_weights(str(tmp_path / COMFYUI_FILE), adapter_name="comfy")
+    assert (with_lora - base).abs().max() > 1e-3
+    assert torch.allclose(run_pipe(pipe), with_lora, atol=1e-6)
+
+
+@pytest.mark.parametrize("task", ["t2v", "i2v"])
+def test_cli_train_runs_a_few_steps_with_finite_loss(dataset, tmp_path, task):
+    out = tmp_path / "out"
+    argv = ["train", "--task", task, "--model", "tiny", "--data", dataset, "--output", str(out),
+            "--num-frames", "9", "--height", "32", "--width", "32", "--rank", "4", "--alpha", "4",
+            "--sources", "sticker", "--limit", "3", "--max-steps", "3", "--checkpoint-every", "2"]
+    assert main(argv + (["--image-kv"] if task == "i2v" else [])) == 0
+    rows = [json.loads(line) for line in (out / "loss.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2, 3]
+    assert all(torch.isfinite(torch.tensor(r["loss"])) and r["loss"] > 0 for r in rows)
+    assert len((out / "loss.csv").read_text().splitlines()) == 4
+    config = json.loads((out / "training_config.json").read_text())
+    assert config["task"] == task and config["rank"] == 4 and config["lr"] == 1e-4 and config["clips"] == 3
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step-00000002", "step-00000003"]
+    cache = next((out / "cache").iterdir())
+    assert len(list(cache.glob("*.safetensors"))) == 3
+    from safetensors.torch import load_file
+    entry = load_file(str(next(cache.glob("*.safetensors"))))
+    assert entry["latents"].shape == (16, 3, 4, 4)
+    if task == "i2v":
+        assert entry["y"].shape == (20, 3, 4, 4) and entry["image_embeds"].shape[-1] == 4
+        assert torch.all(entry["y"][:4, 0] == 1) and torch.all(entry["y"][:4, 1:] == 0)
+    pipe = build_tiny(task)
+    pipe.load_lora_weights(str(out))
+    assert any("add_k_proj.lora_A" in n for n, _ in pipe.transformer.named_parameters()) == (task == "i2v")
+
+
+def test_tiny_run_overfits_one_clip(dataset, tmp_path):
+    cfg = TrainConfig(task="t2v", data=dataset, output=str(tmp_path / "out"), limit=1, epochs=60,
+                      timestep_sampling="uniform", lr=1e-2, checkpoint_every=1000,
+                      **dict(SMALL, rank=8, alpha=8))
+    result = train(cfg)
+    assert result.global_step == 60
+    first, last = sum(result.losses[:10]) / 10, sum(result.losses[-10:]) / 10
+    assert last < 0.8 * first, (first, last)
+    # The same noise draws scored before and after training: the LoRA has fitted the clip.
+    cache = LatentCache(tmp_path / "out" / "cache", json.loads(next((tmp_path / "out" / "cache").glob("*/settings.json")).read_text()))
+    batch = {k: v[None] for k, v in cache.load(cache.clip_ids()[0]).items()}
+    transformer = build_tiny("t2v").transformer
+    add_lora(transformer, 8, 8)
+    objective = FlowMatchObjective("uniform")
+    with torch.no_grad():
+        before = sum(training_loss(transformer, objective, batch, "t2v", 10_000 + s)[0].item() for s in range(16))
+        from safetensors.torch import load_file
+        load_lora_state(transformer, load_file(str(tmp_path / "out" / "checkpoints" / "step-00000060" / "adapter.safetensors")))
+        after = sum(training_loss(transformer, objective, batch, "t2v", 10_000 + s)[0].item() for s in range(16))
+    assert after < 0.8 * before, (before, after)
+
+
+def test_resume_continues_from_the_checkpoint_exactly(dataset, tmp_path):
+    common = dict(task="t2v", data=dataset, sources=["animation"], limit=3, epochs=2, checkpoint_every=2,
+                  cache_dir=str(tmp_path / "cache"), lr=1e-3, **SMALL)
+    full = train(TrainConfig(output=str(tmp_path / "full"), **common))
+    assert full.global_step == 6
+    cached = {p: p.stat().st_mtime_ns for p in (tmp_path / "cache").rglob("*.safetensors")}
+    first = train(TrainConfig(output=str(tmp_path / "run"), max_steps=4, **common))
+    assert first.global_step == 4 and first.losses == pytest.approx(full.losses[:4], rel=1e-5)
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "cache").rglob("*.safetensors")} == cached  # reused
+    state = json.loads((tmp_path / "run" / "checkpoints" / "step-00000004" / "state.json").read_text())
+    assert (state["global_step"], state["epoch"], state["position"]) == (4, 1, 1)
+    resumed = train(TrainConfig(output=str(tmp_path / "run"), resume="latest", **common))
+    assert resumed.resumed_from == 4 and resumed.global_step == 6
+    assert resumed.losses == pytest.approx(full.losses[4:], rel=1e-5)
+    steps = [json.loads(line)["step"] for line in (tmp_path / "run" / "loss.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4, 5, 6]
+    with pytest.raises(ValueError, match="rank"):
+        train(TrainConfig(output=str(tmp_path / "run"), resume="latest", **dict(common, rank=8)))
+
+
+def test_no_cache_trains_end_to_end_and_bad_arguments_are_named(dataset, tmp_path):
+    result = train(TrainConfig(task="i2v", data=dataset, output=str(tmp_path / "out"), sources=["movie"], limit=2,
+                               max_steps=2, no_cache=True, gradient_checkpointing=True, **SMALL))
+    assert result.global_step == 2 and all(torch.isfinite(torch.tensor(result.losses)))
+    assert not (tmp_path / "out" / "cache").exists()
+    with pytest.raises(ValueError, match="4k\\+1"):
+        train(TrainConfig(task="t2v", data=dataset, output=str(tmp_path / "x"), **dict(SMALL, num_frames=10)))
+    with pytest.raises(ValueError, match="multiples of 16"):
+        train(TrainConfig(task="t2v", data=dataset, output=str(tmp_path / "x"), **dict(SMALL, width=40)))
+    assert main(["train", "--task", "t2v", "--model", "tiny", "--data", dataset, "--output", str(tmp_path / "y"),
+                 "--split", "nope"]) == 2
