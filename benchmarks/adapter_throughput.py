@@ -4,11 +4,14 @@
 
 DATASET_DIR is an EmoVid dataset folder, e.g. from `emovid-build demo OUT_DIR` (use OUT_DIR's dataset
 folder) or `tests/factory.make_dataset`. Baselines, on the same rows:
-  * "PyAV window": decode each clip's video from its embedded bytes up to the end of the adapter's
+  * "PyAV window" (the baseline): decode each clip's video from its embedded bytes up to the end of the adapter's
     window (num_frames / fps seconds) and convert every decoded frame to a uint8 RGB array, native size;
-  * "PyAV full clip": the same over the whole clip.
+  * "PyAV full clip": the same over the whole clip;
+  * "PyAV window, single-threaded": the window with one decoder thread and one swscale thread, as the
+    adapter does by default (PyAV's automatic threading starts threads per clip and per frame, which
+    costs more than it gains for small frames or busy cores).
 The adapter runs in-process (num_workers=0) and through a DataLoader with 1 and 2 workers (batch_size=None,
-worker start-up included). Ratios are adapter clips/s over the "PyAV window" clips/s; the target is >= 0.9
+worker start-up included), and with uint8 output (``video_dtype=torch.uint8``: 4x less to pass between processes). Ratios are adapter clips/s over the "PyAV window" clips/s; the target is >= 0.9
 with 1 worker, and higher with 2 where cores allow. The torchcodec path runs when torchcodec loads.
 """
 
@@ -21,6 +24,7 @@ from typing import Callable, Iterable
 
 import av
 import datasets
+import torch
 from torch.utils.data import DataLoader
 
 from emovid_datasets.loading import load_emovid
@@ -28,16 +32,20 @@ from emovid_datasets.media import open_input
 from emovid_datasets.torch import EmoVidClips
 
 
-def pyav_clip(video: dict, seconds: float) -> int:
-    """Decode ``video`` up to ``seconds`` into uint8 RGB arrays (what a hand-written loader does); frames kept."""
+def pyav_clip(video: dict, seconds: float, *, threaded: bool = True) -> int:
+    """Decode ``video`` up to ``seconds`` into uint8 RGB arrays (what a hand-written loader does); frames kept.
+
+    ``threaded``: PyAV's automatic decoder and swscale threading, else one thread for each.
+    """
     arrays = []
     with open_input(video) as container:
         stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
+        if threaded:
+            stream.thread_type = "AUTO"
         for frame in container.decode(stream):
             if frame.time is not None and frame.time > seconds:
                 break
-            arrays.append(frame.to_ndarray(format="rgb24"))
+            arrays.append(frame.to_ndarray(format="rgb24", threads=0 if threaded else 1))
     return len(arrays)
 
 
@@ -48,10 +56,13 @@ def cpu_seconds() -> float:
 
 
 def measure(runs: dict[str, Callable[[], Iterable[int]]], repeat: int) -> dict[str, tuple[float, float, int, int]]:
-    """Best (wall s, CPU s, clips, frames) per run; runs take turns ``repeat`` times so load spikes hit them alike."""
+    """Best (wall s, CPU s, clips, frames) per run; runs take turns ``repeat`` times, in a rotating order,
+    so load spikes and warm-up hit them alike."""
     best: dict[str, tuple[float, float, int, int]] = {name: (float("inf"), 0.0, 0, 0) for name in runs}
-    for _ in range(repeat):
-        for name, run in runs.items():
+    names = list(runs)
+    for turn in range(repeat):
+        for name in names[turn % len(names):] + names[:turn % len(names)]:
+            run = runs[name]
             start, cpu = time.perf_counter(), cpu_seconds()
             frames = list(run())
             result = (time.perf_counter() - start, cpu_seconds() - cpu, len(frames), sum(frames))
@@ -80,8 +91,9 @@ def main() -> None:
     print(f"{len(rows)} clips from {args.dataset} ({args.config}/{args.split}); adapter output "
           f"{args.num_frames} frames at {args.fps:g} fps, {args.height}x{args.width}, best of {args.repeat}")
 
-    def adapter(num_workers: int | None, decode: str = "pyav") -> Callable[[], Iterable[int]]:
-        clips = EmoVidClips(rows, **options, decode=decode)
+    def adapter(num_workers: int | None, decode: str = "pyav", dtype: torch.dtype = torch.float32,
+                ) -> Callable[[], Iterable[int]]:
+        clips = EmoVidClips(rows, **options, decode=decode, video_dtype=dtype)
         if num_workers is None:
             return lambda: (s["video"].shape[1] for s in clips)
         loader = DataLoader(clips, batch_size=None, num_workers=num_workers)
@@ -90,10 +102,13 @@ def main() -> None:
     runs: dict[str, Callable[[], Iterable[int]]] = {
         "PyAV window (baseline)": lambda: (pyav_clip(r["video"], seconds) for r in videos),
         "PyAV full clip": lambda: (pyav_clip(r["video"], float("inf")) for r in videos),
+        "PyAV window, single-threaded": lambda: (pyav_clip(r["video"], seconds, threaded=False) for r in videos),
         "adapter, in-process": adapter(None),
     }
     for n in args.workers:
         runs[f"adapter, {n} worker{'s' if n > 1 else ''}"] = adapter(n)
+    most = max(args.workers)
+    runs[f"adapter uint8, {most} worker{'s' if most > 1 else ''}"] = adapter(most, dtype=torch.uint8)
     try:
         runs["adapter, torchcodec, in-process"] = adapter(None, "torchcodec")
     except ImportError as exc:

@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/segment_speed.py [VIDEO] [--cuts 285,378,553] [--repeat 3]
 
 VIDEO defaults to ../shared/media/big_buck_bunny_480p_30s.mp4, whose hard cuts (285, 378, 553; a
-fade-in over frames 0-48) are the default ``--cuts``. Both detectors run on the same file in this
+fade-in over frames 0-48) are the default ``--cuts``. The detectors run on the same file in this
 process, alternately, best wall time of ``--repeat`` runs each:
   * baseline: ``scenedetect.detect(VIDEO, ContentDetector())`` (OpenCV backend, auto-downscale to 256 px);
   * ``scenedetect.detect(VIDEO, ConfirmedCutDetector(), backend="pyav")``: our detector behind

@@ -25,6 +25,7 @@ from typing import Callable
 import torch
 
 from emovid_datasets.training.lora import add_lora
+from emovid_datasets.training.models import cast_transformer
 from emovid_datasets.training.objective import FlowMatchObjective
 from emovid_datasets.training.trainer import training_loss
 
@@ -53,8 +54,14 @@ def build_transformer(model: str, task: str, device: torch.device, dtype: torch.
         config = dict(WAN_CONFIGS[model], **(I2V_EXTRA if task == "i2v" else {}))
         if task == "i2v" and model == "1.3b":
             sys.exit("there is no Wan2.1 I2V 1.3B model; use --task t2v or --model 14b")
-        with torch.device(device):
-            return WanTransformer3DModel(**config).to(dtype)
+        default = torch.get_default_dtype()
+        torch.set_default_dtype(dtype)  # initialise in the target dtype: the 14B model never exists in fp32
+        try:
+            with torch.device(device):
+                transformer = WanTransformer3DModel(**config)
+        finally:
+            torch.set_default_dtype(default)
+        return cast_transformer(transformer, dtype)
     return WanTransformer3DModel.from_pretrained(model, subfolder="transformer", dtype=dtype).to(device)
 
 
@@ -148,7 +155,8 @@ def main() -> None:
     tokens = ((args.num_frames - 1) // 4 + 1) * (args.height // 16) * (args.width // 16)
     print(f"model {args.model} ({args.task}), {base_params:,} base + {sum(p.numel() for p in params):,} "
           f"LoRA (rank {args.rank}) parameters; {args.num_frames}x{args.height}x{args.width} -> {tokens} tokens; "
-          f"{args.mixed_precision} precision, checkpointing {'on' if args.gradient_checkpointing else 'off'}; {name}")
+          f"{'bf16' if dtype == torch.bfloat16 else 'fp32'} weights, "
+          f"checkpointing {'on' if args.gradient_checkpointing else 'off'}; {name}")
     print(f"baseline no-grad forward: {forward_s * 1000:.1f} ms")
     print(f"training step (forward + backward + AdamW): {step_s * 1000:.1f} ms = {step_s / forward_s:.2f}x the forward")
     print(f"peak memory: {peak}")

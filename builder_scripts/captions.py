@@ -9,33 +9,15 @@ keep it unless ``--overwrite``. A killed run resumes with the clips not yet in `
 from __future__ import annotations
 
 import argparse
-import hashlib
 import logging
 from pathlib import Path
-from typing import Any, Callable, Sequence, Union
+from typing import Any, Sequence, Union
 
-from .manifest import read_manifest, read_rejects, reject
-from .runner import Outcome, StageSummary, run_stage
+from .manifest import read_manifest, reject
+from .runner import Outcome, StageSummary, run_batched_stage
 
 log = logging.getLogger("emovid.build")
 STAGE = "caption"
-
-
-def run_batched_stage(stage: str, rows: Sequence[dict[str, Any]],
-                      work_batch: Callable[[list[dict[str, Any]]], Outcome], out_dir: Union[str, Path], *,
-                      batch_size: int = 8, progress: bool = True) -> StageSummary:
-    """`run_stage` over batches of clips: clips already in ``OUT``'s manifest or rejects are not batched again."""
-    done = {r.get("clip_id") for r in read_manifest(out_dir)} | {r.get("clip_id") for r in read_rejects(out_dir)}
-    todo = [r for r in rows if r["clip_id"] not in done]
-    batches = []
-    for start in range(0, len(todo), max(1, batch_size)):
-        clips = todo[start:start + batch_size]
-        digest = hashlib.sha1("\n".join(str(c["clip_id"]) for c in clips).encode()).hexdigest()[:12]
-        batches.append({"batch_id": f"batch-{digest}", "clips": clips})
-    log.info("%s: %d of %d clips to do in %d batch(es) of up to %d (%d already done in %s)", stage, len(todo),
-             len(rows), len(batches), batch_size, len(rows) - len(todo), out_dir)
-    return run_stage(stage, batches, lambda b: work_batch(b["clips"]), out_dir, input_key="batch_id",
-                     checkpoint_every=1, progress=progress)
 
 
 def caption_batch(captioner: Any, clips: list[dict[str, Any]], *, overwrite: bool = False) -> Outcome:

@@ -22,7 +22,7 @@ from typing import Any, Optional, Sequence, Union
 
 import datasets
 
-from emovid_datasets.builder import COLOR_COLUMNS, PROBE_COLUMNS, _is_local_path
+from emovid_datasets.builder import COLOR_COLUMNS, PROBE_COLUMNS, is_local_path
 from emovid_datasets.media import to_mp4
 from emovid_datasets.schema import FEATURES, SPLITS
 from emovid_datasets.taxonomy import SOURCES
@@ -179,7 +179,7 @@ def _origin(metadata: dict[str, Any], source: str, rel: Path) -> str:
     """The metadata's origin/url when it is one (never a local path), else the source id ``{source}:{rel}``."""
     for column in ("origin", "url"):
         value = str(metadata.get(column) or "").strip()
-        if value and not _is_local_path(value):
+        if value and not is_local_path(value):
             return value
         if value:
             log.warning("%s: %s %s %r is a local path; origin falls back to the source id", STAGE, rel, column, value)

@@ -8,6 +8,7 @@ in flight), turns an exception into a reject with its reason, and never duplicat
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import multiprocessing
@@ -148,3 +149,19 @@ def load_inputs(paths: Iterable[Union[str, Path]]) -> list[dict[str, Any]]:
         items.extend(read_manifest(path))
     return items
 
+
+def run_batched_stage(stage: str, rows: Sequence[dict[str, Any]],
+                      work_batch: Callable[[list[dict[str, Any]]], Outcome], out_dir: Union[str, Path], *,
+                      batch_size: int = 8, progress: bool = True) -> StageSummary:
+    """`run_stage` over batches of clips: clips already in ``OUT``'s manifest or rejects are not batched again."""
+    done = {r.get("clip_id") for r in read_manifest(out_dir)} | {r.get("clip_id") for r in read_rejects(out_dir)}
+    todo = [r for r in rows if r["clip_id"] not in done]
+    batches = []
+    for start in range(0, len(todo), max(1, batch_size)):
+        clips = todo[start:start + batch_size]
+        digest = hashlib.sha1("\n".join(str(c["clip_id"]) for c in clips).encode()).hexdigest()[:12]
+        batches.append({"batch_id": f"batch-{digest}", "clips": clips})
+    log.info("%s: %d of %d clips to do in %d batch(es) of up to %d (%d already done in %s)", stage, len(todo),
+             len(rows), len(batches), batch_size, len(rows) - len(todo), out_dir)
+    return run_stage(stage, batches, lambda b: work_batch(b["clips"]), out_dir, input_key="batch_id",
+                     checkpoint_every=1, progress=progress)

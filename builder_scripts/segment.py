@@ -7,8 +7,8 @@ current shot's `Mp4Writer` (re-encoded, so clips are frame accurate). `detect_cu
 pass without the writing, so both always agree. Shots outside ``min_seconds..max_seconds`` go
 to the rejects. Frames are decoded here rather than through PySceneDetect's `VideoStreamAv`
 because the single pass needs the full frames and the audio too, and because that backend
-converts every full-size frame to BGR before shrinking it (1.3-2.5x slower detection in
-benchmarks/segment_speed.py).
+converts every full-size frame to BGR before shrinking it (twice the CPU time on 720p video,
+the same on 480p; benchmarks/segment_speed.py).
 """
 
 from __future__ import annotations

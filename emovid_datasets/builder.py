@@ -61,7 +61,8 @@ def read_table_file(path: str | os.PathLike) -> list[dict[str, Any]]:
     return table.to_pylist()
 
 
-def _is_local_path(value: str) -> bool:
+def is_local_path(value: str) -> bool:
+    """Whether an `origin` value looks like a local file path (origins must be URLs or source ids)."""
     return value.startswith(("/", "./", "../", "~")) or (len(value) > 2 and value[1] == ":" and value[2] in "\\/")
 
 
@@ -89,7 +90,7 @@ def clip_row(entry: dict[str, Any]) -> dict[str, Any]:
         raise ValueError(f"{clip_id}: unknown source {entry.get('source')!r}; expected one of {SOURCES}")
     emotion = check_emotion(entry.get("emotion") or "")
     origin = entry.get("origin")
-    if origin and _is_local_path(str(origin)):
+    if origin and is_local_path(str(origin)):
         raise ValueError(f"{clip_id}: origin {origin!r} is a local path; use a URL or a source id")
 
     audio_bytes: Optional[bytes] = None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
 from typing import Any, Optional, Union
 
 import datasets
@@ -21,6 +23,22 @@ def without_media_decoding(ds: AnyDataset) -> AnyDataset:
     return ds
 
 
+def local_cache_dir(folder: Union[str, Path]) -> Path:
+    """A cache folder keyed on a local dataset folder's path and the size and time of its card and shards.
+
+    `datasets` 5.2 keys the cache of a local folder on its name and card only, so two builds in folders
+    with the same name (or a rebuild in place) would read each other's cached Arrow files.
+    """
+    root = Path(folder).resolve()
+    files = sorted([root / "README.md", *root.glob("data/**/*.parquet")])
+    digest = hashlib.sha256(str(root).encode())
+    for f in files:
+        if f.exists():
+            stat = f.stat()
+            digest.update(f"{f.relative_to(root)}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    return Path(datasets.config.HF_DATASETS_CACHE) / "emovid-local" / digest.hexdigest()[:16]
+
+
 def load_emovid(
     path_or_repo_id: str,
     config: str = "default",
@@ -37,5 +55,7 @@ def load_emovid(
     """
     if config not in CONFIGS:
         raise ValueError(f"unknown EmoVid config {config!r}; expected one of {', '.join(CONFIGS)}")
+    if Path(path_or_repo_id).is_dir() and "cache_dir" not in kwargs:
+        kwargs["cache_dir"] = str(local_cache_dir(path_or_repo_id))
     ds = datasets.load_dataset(path_or_repo_id, config, split=split, streaming=streaming, **kwargs)
     return ds if decode_media else without_media_decoding(ds)

@@ -10,7 +10,7 @@ import numpy as np
 from .taxonomy import EMOTIONS, SOURCES
 
 
-def _rows(ds: Any) -> Iterable[Mapping[str, Any]]:
+def decoded_rows(ds: Any) -> Iterable[Mapping[str, Any]]:
     """Rows with class names decoded (accepts a datasets.Dataset or a list of dicts)."""
     features = getattr(ds, "features", None)
     for row in ds:
@@ -32,7 +32,7 @@ def composition(ds: Any) -> dict[str, Any]:
     captions: Counter = Counter()
     emotions: dict[str, Counter] = {s: Counter() for s in SOURCES}
     labels: Counter = Counter()
-    for row in _rows(ds):
+    for row in decoded_rows(ds):
         source = row["source"]
         durations[source].append(float(row["duration"]))
         audio[source] += bool(row.get("has_audio"))

@@ -131,3 +131,16 @@ def test_without_media_decoding_on_every_split(built):
     dsd = load_emovid(str(root / "dataset"), "animation", decode_media=False)
     assert all(ds.features["video"].decode is False for ds in dsd.values())
     assert dsd["benchmark"][0]["video"]["bytes"][4:8] == b"ftyp"
+
+
+def test_two_folders_with_the_same_name_do_not_share_a_cache(tmp_path, built):
+    root, manifest = built
+    rows = pq.read_table(manifest).to_pylist()
+    few = tmp_path / "few.parquet"
+    # Every config and split again, with fewer clips: the same folder name and the same card YAML.
+    pq.write_table(pa.Table.from_pylist([r for r in rows if not r["clip_id"].endswith("-01")]), few)
+    other = tmp_path / "elsewhere" / "dataset"
+    build_dataset(few, other, min_shards=3)
+    assert (other / "README.md").read_text().split("---")[1] == (root / "dataset" / "README.md").read_text().split("---")[1]
+    assert len(load_emovid(str(root / "dataset"), "default", split="train")) == 48
+    assert len(load_emovid(str(other), "default", split="train")) == 24

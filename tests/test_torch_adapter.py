@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader
 from torchdata.stateful_dataloader import StatefulDataLoader
 
 from emovid_datasets.loading import load_emovid
-from emovid_datasets.torch import BucketBatcher, EmoVidClips, collate_clips, nearest_bucket
+from emovid_datasets.torch import BucketBatcher, EmoVidClips, collate_clips, nearest_bucket, to_model_range
 from emovid_datasets.torch.decoding import decode_window
 from emovid_datasets.torch.resize import plan_resize
 from emovid_datasets.torch.sampling import target_times
@@ -75,6 +75,19 @@ def test_sample_shapes_range_names_prompt_and_audio(dataset_dir):
     assert torch.count_nonzero(sticker["audio"]) == 0  # stickers have no sound: silence of the right length
     # The colour survives: the factory encodes the emotion as hue, so two emotions differ.
     assert (s["video"].mean((1, 2, 3)) - sticker["video"].mean((1, 2, 3))).abs().max() > 0.05
+
+
+def test_uint8_video_converts_to_the_same_floats(dataset_dir):
+    ds = stream(dataset_dir).take(2)
+    floats = list(EmoVidClips(ds, **SMALL))
+    raw = list(EmoVidClips(ds, **SMALL, video_dtype=torch.uint8))
+    for f, r in zip(floats, raw):
+        assert r["video"].dtype == r["first_frame"].dtype == torch.uint8
+        assert torch.equal(to_model_range(r["video"]), f["video"])
+        assert torch.equal(to_model_range(r["first_frame"]), f["first_frame"])
+    assert to_model_range(torch.tensor([0, 255], dtype=torch.uint8)).tolist() == [-1.0, 1.0]
+    with pytest.raises(ValueError, match="video_dtype"):
+        EmoVidClips(ds, video_dtype=torch.int64)
 
 
 @pytest.mark.parametrize("num_frames", [0, 2, 8, 10, 80])

@@ -1,10 +1,10 @@
 """The Wan2.1 LoRA trainer on `--model tiny` (real diffusers classes, random weights, CPU, 9x32x32 clips)."""
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from emovid_datasets.cli import main
 from emovid_datasets.training.cache import LatentCache
@@ -128,7 +128,6 @@ def test_cli_train_runs_a_few_steps_with_finite_loss(dataset, tmp_path, task):
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step-00000002", "step-00000003"]
     cache = next((out / "cache").iterdir())
     assert len(list(cache.glob("*.safetensors"))) == 3
-    from safetensors.torch import load_file
     entry = load_file(str(next(cache.glob("*.safetensors"))))
     assert entry["latents"].shape == (16, 3, 4, 4)
     if task == "i2v":
@@ -148,15 +147,16 @@ def test_tiny_run_overfits_one_clip(dataset, tmp_path):
     first, last = sum(result.losses[:10]) / 10, sum(result.losses[-10:]) / 10
     assert last < 0.8 * first, (first, last)
     # The same noise draws scored before and after training: the LoRA has fitted the clip.
-    cache = LatentCache(tmp_path / "out" / "cache", json.loads(next((tmp_path / "out" / "cache").glob("*/settings.json")).read_text()))
+    settings = json.loads(next((tmp_path / "out" / "cache").glob("*/settings.json")).read_text())
+    cache = LatentCache(tmp_path / "out" / "cache", settings)
     batch = {k: v[None] for k, v in cache.load(cache.clip_ids()[0]).items()}
     transformer = build_tiny("t2v").transformer
     add_lora(transformer, 8, 8)
     objective = FlowMatchObjective("uniform")
     with torch.no_grad():
         before = sum(training_loss(transformer, objective, batch, "t2v", 10_000 + s)[0].item() for s in range(16))
-        from safetensors.torch import load_file
-        load_lora_state(transformer, load_file(str(tmp_path / "out" / "checkpoints" / "step-00000060" / "adapter.safetensors")))
+        adapter = tmp_path / "out" / "checkpoints" / "step-00000060" / "adapter.safetensors"
+        load_lora_state(transformer, load_file(str(adapter)))
         after = sum(training_loss(transformer, objective, batch, "t2v", 10_000 + s)[0].item() for s in range(16))
     assert after < 0.8 * before, (before, after)
 
@@ -179,12 +179,16 @@ def test_resume_continues_from_the_checkpoint_exactly(dataset, tmp_path):
     assert steps == [1, 2, 3, 4, 5, 6]
     with pytest.raises(ValueError, match="rank"):
         train(TrainConfig(output=str(tmp_path / "run"), resume="latest", **dict(common, rank=8)))
+    # a shared cache folder holding more clips still trains only on the selected rows
+    train(TrainConfig(output=str(tmp_path / "one"), max_steps=1, **dict(common, limit=1)))
+    assert json.loads((tmp_path / "one" / "training_config.json").read_text())["clips"] == 1
 
 
 def test_no_cache_trains_end_to_end_and_bad_arguments_are_named(dataset, tmp_path):
-    result = train(TrainConfig(task="i2v", data=dataset, output=str(tmp_path / "out"), sources=["movie"], limit=2,
-                               max_steps=2, no_cache=True, gradient_checkpointing=True, **SMALL))
-    assert result.global_step == 2 and all(torch.isfinite(torch.tensor(result.losses)))
+    result = train(TrainConfig(task="i2v", data=dataset, output=str(tmp_path / "out"), sources=["movie"], limit=4,
+                               epochs=2, batch_size=2, gradient_accumulation=2, no_cache=True,
+                               gradient_checkpointing=True, **SMALL))
+    assert result.global_step == 2 and all(torch.isfinite(torch.tensor(result.losses)))  # 2 epochs x 2 batches / 2
     assert not (tmp_path / "out" / "cache").exists()
     with pytest.raises(ValueError, match="4k\\+1"):
         train(TrainConfig(task="t2v", data=dataset, output=str(tmp_path / "x"), **dict(SMALL, num_frames=10)))

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from ..atomic import atomic_write_text
 from ..media import MediaError
 from ..schema import MEDIA_COLUMNS
-from ..stats import _rows, composition
+from ..stats import decoded_rows, composition
 from ..taxonomy import EMOTIONS, SOURCES, arousal_of, valence_of
 from .colour import ATTRIBUTES, colour_analysis
 from .phrases import phrases_by_emotion
@@ -61,7 +61,7 @@ def build_stats(ds: Any, *, alpha: float = 1.0, n_boot: int = 1000, seed: int = 
     """All statistics of the report for one split (a `datasets.Dataset` or a list of row dicts)."""
     meta = ds.remove_columns([c for c in MEDIA_COLUMNS if c in ds.column_names]) if hasattr(ds, "remove_columns") \
         else ds
-    rows = list(_rows(meta))
+    rows = list(decoded_rows(meta))
     movie = [r for r in rows if r["source"] == "movie"]
     gallery = [{"row": i, **{k: rows[i].get(k) for k in GALLERY_FIELDS}} for i in select_gallery(rows, gallery_per_emotion)]
     return {

@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 
 from ..atomic import atomic_write_text
 from ..media import MediaError, iter_frames, read_frames
-from ..stats import _rows
+from ..stats import decoded_rows
 from ..taxonomy import EMOTIONS, SOURCES, emotion_prompt, emotion_sentence
 from .extractors import ClipEncoder, OrderedClassifier, VideoFeatures
 from .metrics import (SmallSampleWarning, argmax_emotions, clip_score, ea_scores, flicker, frechet_distance,
@@ -99,7 +99,7 @@ def evaluate(generated_dir: str | Path, benchmark: Any, task: str, *, clip: Opti
     if sd_reference not in SD_REFERENCES:
         raise ValueError(f"unknown SD reference {sd_reference!r}; expected one of {SD_REFERENCES}")
     meta = benchmark.remove_columns([c for c in ("video", "audio") if c in benchmark.column_names])
-    rows = list(_rows(meta))
+    rows = list(decoded_rows(meta))
     index_of = {r["clip_id"]: i for i, r in enumerate(rows)}
     matched, missing, unmatched = match_generated(generated_dir, [r["clip_id"] for r in rows])
     if not matched:

@@ -67,25 +67,34 @@ def raw_media(ds: AnyRows, *, keep_video_decoding: bool = False) -> AnyRows:
     return ds
 
 
-def to_video_tensor(frames: Sequence[np.ndarray]) -> torch.Tensor:
-    """T uint8 (H, W, C) frames -> a (C, T, H, W) float32 tensor in [-1, 1]; the only float copy made.
+def to_video_tensor(frames: Sequence[np.ndarray], dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """T uint8 (H, W, C) frames -> a (C, T, H, W) tensor: float32 in [-1, 1], or uint8 as decoded.
 
     Converted frame by frame in NumPy (single-threaded, cache-friendly, exact at 0 and 255), which
     beats torch's multi-threaded ops when DataLoader workers or other processes share the cores.
     """
     height, width, channels = frames[0].shape
-    out = np.empty((channels, len(frames), height, width), dtype=np.float32)
+    out = np.empty((channels, len(frames), height, width), dtype=np.uint8 if dtype == torch.uint8 else np.float32)
     for i, frame in enumerate(frames):
         slab = out[:, i]
-        np.divide(frame.transpose(2, 0, 1), np.float32(127.5), out=slab)
-        slab -= 1.0
+        if dtype == torch.uint8:
+            slab[...] = frame.transpose(2, 0, 1)
+        else:
+            np.divide(frame.transpose(2, 0, 1), np.float32(127.5), out=slab)
+            slab -= 1.0
     return torch.from_numpy(out)
+
+
+def to_model_range(video: torch.Tensor) -> torch.Tensor:
+    """uint8 pixels (from ``video_dtype=torch.uint8``) -> float32 in [-1, 1], e.g. on the GPU after ``.to(device)``."""
+    return video.to(torch.float32).div_(127.5).sub_(1.0)
 
 
 class EmoVidClips(IterableDataset):
     """EmoVid rows as dicts of training tensors for a video diffusion trainer.
 
-    Each sample: ``video`` (3, num_frames, H, W) float32 in [-1, 1]; ``first_frame`` (3, H, W);
+    Each sample: ``video`` (3, num_frames, H, W) float32 in [-1, 1] (or uint8 with ``video_dtype=torch.uint8``:
+    4x less to pass from workers; convert with `to_model_range` on the GPU); ``first_frame`` (3, H, W);
     ``prompt``; ``emotion``, ``valence``, ``source`` (names); ``clip_id``; and with
     ``with_audio=True`` ``audio`` (audio_channels, round(num_frames * audio_rate / fps)) float32,
     time-aligned with the video (zeros for a clip without audio, e.g. stickers).
@@ -106,6 +115,8 @@ class EmoVidClips(IterableDataset):
     by `split_dataset_by_node`; pass ``split_by_node=False`` if you split them yourself.
     Resume: `state_dict` / `load_state_dict` (used by torchdata's StatefulDataLoader) resume
     exactly, except that rows held in a `datasets` shuffle buffer at the checkpoint are lost.
+    Decoding: ``decoder_threads=1`` (default) decodes and converts single-threaded, as suits DataLoader
+    workers; 0 lets PyAV pick (in-process use on idle cores, large frames).
     A row whose media cannot be decoded is skipped with a warning naming its clip_id and
     counted in ``skipped`` (counts live in the process that iterates: each worker has its own).
     """
@@ -132,6 +143,8 @@ class EmoVidClips(IterableDataset):
         world_size: Optional[int] = None,
         split_by_node: bool = True,
         num_shards: Optional[int] = None,
+        video_dtype: torch.dtype = torch.float32,
+        decoder_threads: int = 1,
     ) -> None:
         self.num_frames = check_num_frames(num_frames)
         if fps <= 0 or height < 1 or width < 1:
@@ -148,7 +161,10 @@ class EmoVidClips(IterableDataset):
         if audio_channels not in (1, 2):
             raise ValueError(f"audio_channels must be 1 or 2, got {audio_channels}")
         self.with_audio, self.audio_rate, self.audio_channels = with_audio, int(audio_rate), audio_channels
-        self.seed = seed
+        if video_dtype not in (torch.float32, torch.uint8):
+            raise ValueError(f"video_dtype must be torch.float32 or torch.uint8, got {video_dtype}")
+        self.seed, self.video_dtype = seed, video_dtype
+        self.decoder_threads = decoder_threads
         self.rank, self.world_size = node_rank_and_world_size(rank, world_size)
         self.skipped = 0
         self.dropped = 0
@@ -215,10 +231,10 @@ class EmoVidClips(IterableDataset):
             log.warning("skipped clip %s: cannot decode its media (%s); %d skipped so far in this process",
                         clip_id, exc, self.skipped)
             return None
-        video = to_video_tensor(frames)
+        video = to_video_tensor(frames, self.video_dtype)
         sample = {
             "video": video,
-            "first_frame": to_video_tensor(frames[:1])[:, 0],  # cheaper than a torch clone of a strided view
+            "first_frame": to_video_tensor(frames[:1], self.video_dtype)[:, 0],  # cheaper than cloning a strided view
             "prompt": format_prompt(self.prompt, caption=row.get("caption") or "", clip_id=clip_id, **names),
             **names,
             "clip_id": clip_id,
@@ -251,7 +267,7 @@ class EmoVidClips(IterableDataset):
             raise MediaError("the row has no video")
         if self.decode == "torchcodec":
             return torchcodec_window(video, times, self._plan_for)
-        return decode_window(video, times, self._plan_for, seek=offset > 0)
+        return decode_window(video, times, self._plan_for, seek=offset > 0, threads=self.decoder_threads)
 
     def _audio(self, src: Optional[dict], offset: float, available: int) -> torch.Tensor:
         """The sound under the video window; zeros when the clip has none; looped with a looped short clip."""

@@ -21,9 +21,6 @@ from .resize import ResizePlan
 from .sampling import TIME_EPS
 
 PlanFor = Callable[[int, int], ResizePlan]  # (source height, source width) -> plan
-# One swscale thread per conversion: PyAV's default (auto) spins up threads per frame, 2-5x slower for
-# training-sized frames on a busy machine; DataLoader workers give the parallelism instead.
-SWS_THREADS = 1
 
 TORCHCODEC_HELP = (
     "decode='torchcodec' needs the torchcodec package and the FFmpeg shared libraries it loads "
@@ -48,18 +45,23 @@ def _frame_duration(frame: av.VideoFrame, stream: av.video.stream.VideoStream) -
     return 1.0 / float(stream.average_rate) if stream.average_rate else 0.0
 
 
-def decode_window(src: MediaSource, times: Sequence[float], plan_for: PlanFor, *, seek: bool = False) -> Window:
+def decode_window(src: MediaSource, times: Sequence[float], plan_for: PlanFor, *, seek: bool = False,
+                  threads: int = 1) -> Window:
     """The frames on screen at ``times`` (seconds from the first frame), resized by ``plan_for``'s plan.
 
     Times past the clip's end get no frame (the caller applies its short-clip policy).
     ``seek=True`` jumps to the key frame before ``times[0]`` instead of decoding from the start.
+    ``threads`` is per decoder and per RGB conversion: 1 (the default) suits DataLoader workers, which
+    supply the parallelism; PyAV's automatic threading (0) pays thread start-up for every clip and frame.
     """
     window = Window()
     with open_input(src) as container:
         if not container.streams.video:
             raise MediaError(f"{describe(src)}: no video stream")
         stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
+        if threads != 1:
+            stream.thread_type = "AUTO"
+            stream.thread_count = threads
         plan = plan_for(stream.codec_context.height, stream.codec_context.width)
         origin = float(stream.start_time * stream.time_base) if stream.start_time is not None else None
         if seek and times and times[0] > 0 and origin is not None:
@@ -73,7 +75,7 @@ def decode_window(src: MediaSource, times: Sequence[float], plan_for: PlanFor, *
             nonlocal prev_array
             if prev_array is None:
                 prev_array = plan.apply(prev.to_ndarray(format="rgb24", width=plan.scaled_width,
-                                                        height=plan.scaled_height, threads=SWS_THREADS))
+                                                        height=plan.scaled_height, threads=threads))
             window.frames.append(prev_array)
             window.times.append(prev_time)
 

@@ -14,7 +14,7 @@ import logging
 import os
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional, Union
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 import torch
 
@@ -68,8 +68,10 @@ def encode_batch(pipe: WanPipelines, batch: Mapping[str, Any], task: str, device
     if task == "i2v":
         first = batch["first_frame"].to(device, torch.float32)
         _, frames, height, width = video.shape[1:]
-        _, out["y"] = pipe.prepare_latents(first, first.shape[0], vae.config.z_dim, height, width, frames,
-                                           torch.float32, device, torch.Generator(device).manual_seed(0))
+        # the pipeline's own conditioning (first frame + zeros, posterior mode, mask); it takes one image a call
+        out["y"] = torch.cat([pipe.prepare_latents(image[None], 1, vae.config.z_dim, height, width, frames,
+                                                   torch.float32, device, torch.Generator(device).manual_seed(0))[1]
+                              for image in first])
         out["image_embeds"] = pipe.encode_image(frames_to_pil(first), device)
     return out
 
@@ -100,8 +102,6 @@ class LatentCache:
 
     def clip_ids(self) -> list[str]:
         """Cached clip ids, sorted (the training order is a seeded permutation of this list)."""
-        from urllib.parse import unquote
-
         return sorted(unquote(p.name[: -len(".safetensors")]) for p in self.dir.glob("*.safetensors")
                       if not p.name.startswith("."))
 

@@ -14,7 +14,8 @@ def _train(args: argparse.Namespace) -> int:
     from .trainer import config_from_args, train
 
     result = train(config_from_args(args))
-    print(f"trained to step {result.global_step}; LoRA: {result.lora_path}; ComfyUI/original keys: {result.comfyui_path}")
+    print(f"trained to step {result.global_step}; LoRA: {result.lora_path}; "
+          f"ComfyUI/original keys: {result.comfyui_path}")
     return 0
 
 

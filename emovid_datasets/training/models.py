@@ -76,6 +76,18 @@ def build_tiny(task: str = "t2v", *, seed: int = TINY_SEED) -> WanPipelines:
         return WanImageToVideoPipeline(image_encoder=image_encoder, image_processor=image_processor, **parts)
 
 
+def cast_transformer(transformer: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module:
+    """Cast a Wan transformer to ``dtype`` but keep its norms/time embedding in fp32, as from_pretrained does."""
+    keep = set(transformer._keep_in_fp32_modules or ())
+    for name, module in transformer.named_modules():
+        for tensors in (module._parameters, module._buffers):
+            for key, value in tensors.items():
+                wanted = torch.float32 if keep & set(f"{name}.{key}".split(".")) else dtype
+                if value is not None and value.is_floating_point() and value.dtype != wanted:
+                    value.data = value.data.to(wanted)
+    return transformer
+
+
 def load_pipeline(model: str, task: str = "t2v", *, dtype: torch.dtype = torch.float32) -> WanPipelines:
     """A Wan2.1 pipeline for ``task`` from ``tiny``, a local diffusers folder or a Hub id.
 
@@ -89,10 +101,7 @@ def load_pipeline(model: str, task: str = "t2v", *, dtype: torch.dtype = torch.f
         pipe = build_tiny(task)
         if dtype != torch.float32:
             pipe.text_encoder.to(dtype)
-            pipe.transformer.to(dtype)
-            for name, module in pipe.transformer.named_modules():  # as from_pretrained(torch_dtype=...) does
-                if set(name.split(".")) & set(pipe.transformer._keep_in_fp32_modules):
-                    module.to(torch.float32)
+            cast_transformer(pipe.transformer, dtype)
     else:
         cls = WanImageToVideoPipeline if task == "i2v" else WanPipeline
         dtypes = {"transformer": dtype, "text_encoder": dtype, "default": torch.float32}

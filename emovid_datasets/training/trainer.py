@@ -216,7 +216,8 @@ class _Batches:
                  rank: int, world: int) -> None:
         self.cfg, self.rows, self.pipe, self.cache = cfg, rows, pipe, cache
         self.device, self.rank, self.world = device, rank, world
-        self.ids = cache.clip_ids() if cache is not None else None
+        # the selected rows that were encoded (a shared cache folder may hold other selections too)
+        self.ids = [c for c in rows["clip_id"] if cache.has(c)] if cache is not None else None
 
     def size(self) -> int:
         return len(self.ids) if self.ids is not None else len(self.rows)
@@ -256,14 +257,14 @@ def _stream(batches: _Batches, state: dict, rows_per_batch: int) -> Iterator[dic
 def _build_cache(cfg: TrainConfig, pipe, rows, output: Path, device: torch.device, dtype: torch.dtype) -> LatentCache:
     settings = {"model": cfg.model, "task": cfg.task, "num_frames": cfg.num_frames, "height": cfg.height,
                 "width": cfg.width, "fps": cfg.fps, "prompt": cfg.prompt, "text_len": TEXT_LEN,
-                "data": cfg.data, "config": cfg.config, "split": cfg.split}
+                "data": cfg.data, "config": cfg.config, "split": cfg.split, "dtype": str(dtype)}
     cache = LatentCache(cfg.cache_dir or output / "cache", settings)
     todo = [i for i, clip_id in enumerate(rows["clip_id"]) if not cache.has(clip_id)]
     if todo:
         clips = adapter_clips(rows.select(todo), num_frames=cfg.num_frames, fps=cfg.fps, height=cfg.height,
                               width=cfg.width, prompt=cfg.prompt)
         fill_cache(pipe, clips, cache, cfg.task, device, dtype, total=len(todo))
-    cached = len(cache.clip_ids())
+    cached = sum(cache.has(c) for c in rows["clip_id"])
     if cached < len(rows):
         log.warning("%d of %d clips could not be decoded and are left out of training", len(rows) - cached, len(rows))
     if cached == 0:
@@ -274,6 +275,7 @@ def _build_cache(cfg: TrainConfig, pipe, rows, output: Path, device: torch.devic
 def train(cfg: TrainConfig) -> TrainResult:
     """Run (or resume) a LoRA training; returns the last step and this run's per-step losses."""
     from accelerate import Accelerator
+    from accelerate.state import AcceleratorState, GradientState
     from accelerate.utils import set_seed
     from diffusers.optimization import get_scheduler
     from diffusers.training_utils import cast_training_params
@@ -407,6 +409,10 @@ def train(cfg: TrainConfig) -> TrainResult:
         log.info("trained %d steps; LoRA in %s (ComfyUI keys in %s)", result.global_step, result.lora_path,
                  result.comfyui_path)
     accelerator.end_training()
+    # accelerate's state is a per-process singleton: clear it so the next train() in this process (a notebook,
+    # the tests) may choose another precision or accumulation. The distributed process group is kept.
+    AcceleratorState._reset_state()
+    GradientState._reset_state()
     return result
 
 
