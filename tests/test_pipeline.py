@@ -1,0 +1,97 @@
+"""The whole chain: the offline demo through every stage, resume, and a config waiting for human votes."""
+
+import json
+
+import pytest
+import yaml
+
+from builder_scripts.demo import DemoSize, generate_raw, run_demo
+from builder_scripts.manifest import read_manifest
+from builder_scripts.pipeline import run_pipeline, story_order
+from emovid_datasets import FEATURES, load_emovid
+from emovid_datasets.taxonomy import EMOTIONS, SOURCES
+
+SMALL = DemoSize(animation_per_emotion=3, stickers_per_emotion=3, films=2, shots_per_film=8)
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo")
+    run_demo(out, seed=3, workers=2, size=SMALL, progress=False)
+    return out
+
+
+def test_demo_builds_a_loadable_dataset_through_every_stage(demo):
+    dsd = load_emovid(str(demo / "dataset"), "default", decode_media=False)
+    assert set(dsd) == {"train", "benchmark"}
+    assert load_emovid(str(demo / "dataset"), "sticker", split="train").features == FEATURES
+    every = [row for ds in dsd.values() for row in ds]
+    sources = {FEATURES["source"].int2str(r["source"]) for r in every}
+    assert sources == set(SOURCES)
+    assert {FEATURES["emotion"].int2str(r["emotion"]) for r in every} == set(EMOTIONS)
+    bench = {r["clip_id"] for r in dsd["benchmark"]}
+    assert bench and not bench & set(dsd["train"]["clip_id"])
+    assert all(r["label_source"] == 0 for r in dsd["benchmark"])  # human-labelled only
+    for row in every:
+        assert (row["audio"] is None) == (FEATURES["source"].int2str(row["source"]) == "sticker")
+        assert row["caption"] and row["origin"].startswith("demo:")
+    movies = [r for r in every if FEATURES["source"].int2str(r["source"]) == "movie"]
+    assert movies and all(r["sequence_id"] and r["sequence_index"] is not None for r in movies)
+    assert all(4.0 <= r["duration"] <= 30.0 for r in movies)  # segment kept 4-30 s shots only
+    model = [r for r in every if r["label_source"] == 1]
+    assert model and all(r["human_votes"] == [] and 0 < r["label_confidence"] <= 1 for r in model)
+
+
+def test_demo_exercises_labelling_loop_and_segmentation(demo):
+    work = demo / "work"
+    assert (work / "annotate" / "labels" / "labeller.skops").exists()
+    report = json.loads((work / "annotate" / "validation" / "agreement.json").read_text())
+    assert len(report["pairs"]) == 6  # three validation annotators and the model
+    segments = read_manifest(work / "segment" / "movie")
+    assert {r["parent_id"] for r in segments} == {"movie-film-00", "movie-film-01"}
+    assert all(r["end_frame"] > r["start_frame"] for r in segments)
+    card = (demo / "dataset" / "README.md").read_text()
+    assert "EmoVid demo" in card and "| movie |" in card
+
+
+def test_rerunning_the_chain_redoes_nothing(demo):
+    before = {p: p.stat().st_mtime_ns for p in (demo / "work" / "segment").rglob("*.mp4")}
+    run_demo(demo, seed=3, workers=2, size=SMALL, progress=False)
+    for stage in ("sources/animation", "segment/movie", "attributes", "annotate/labels"):
+        summary = json.loads((demo / "work" / stage / "stage.json").read_text())
+        assert summary["done"] == 0 and summary["skipped"] == summary["inputs"], stage
+    assert before == {p: p.stat().st_mtime_ns for p in (demo / "work" / "segment").rglob("*.mp4")}
+
+
+def test_demo_is_deterministic_given_the_seed(tmp_path):
+    size = DemoSize(animation_per_emotion=1, stickers_per_emotion=1, films=1, shots_per_film=3)
+    a = generate_raw(tmp_path / "a", seed=5, size=size, workers=1, progress=False)
+    b = generate_raw(tmp_path / "b", seed=5, size=size, workers=1, progress=False)
+    files = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file())
+    assert all((a / f).read_bytes() == (b / f).read_bytes() for f in files)
+
+
+def test_run_waits_for_human_votes(tmp_path, demo):
+    config = {
+        "work_dir": "work", "workers": 1,
+        "sources": {"sticker": {"import": {"src": str(demo / "raw" / "stickers")}}},
+        "annotate": {"fraction": 0.5, "votes": ["votes/*.csv"]},
+    }
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert run_pipeline(path, progress=False) is None
+    tasks = (tmp_path / "work" / "annotate" / "tasks" / "tasks.csv").read_text().splitlines()
+    assert tasks[0].startswith("clip_id") and len(tasks) == 1 + 12
+
+
+def test_story_order_numbers_segments_within_each_film():
+    rows = [
+        {"clip_id": "b", "sequence_id": "f1", "sequence_index": 1, "start_time": 0.0},
+        {"clip_id": "a", "sequence_id": "f1", "sequence_index": 0, "start_time": 9.0},
+        {"clip_id": "c", "sequence_id": "f1", "sequence_index": 0, "start_time": 2.0},
+        {"clip_id": "d", "sequence_id": "f2", "sequence_index": None, "start_time": 5.0},
+        {"clip_id": "e", "sequence_id": None},
+    ]
+    order = {r["clip_id"]: r["sequence_index"] for r in story_order(rows)}
+    assert order == {"c": 0, "a": 1, "b": 2, "d": 0, "e": None}
