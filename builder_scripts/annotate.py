@@ -27,8 +27,9 @@ from tqdm.auto import tqdm
 from emovid_datasets.atomic import atomic_write_text
 from emovid_datasets.taxonomy import VOTE_CHOICES
 
-from .manifest import read_manifest, reject, write_manifest, write_rejects
-from .runner import Outcome, StageSummary, run_stage
+from .manifest import reject, write_manifest, write_rejects
+from .runner import Outcome, StageSummary, load_inputs, run_stage
+from .vlm_options import add_vlm_arguments, vlm_settings
 
 log = logging.getLogger("emovid.build")
 STAGE = "annotate"
@@ -231,31 +232,25 @@ def write_report(report: dict[str, Any], out_dir: Union[str, Path]) -> Path:
     return out_dir / "agreement.txt"
 
 
-def _inputs(folder: str) -> list[dict[str, Any]]:
-    if not (Path(folder) / "manifest.parquet").exists():
-        raise FileNotFoundError(f"{folder}: no manifest.parquet (is it a stage folder?)")
-    return read_manifest(folder)
-
-
 def _make_vlm_labeller(args: argparse.Namespace) -> Any:
     from emovid_datasets.labelling import VLMLabeller
 
-    return VLMLabeller(args.vlm, num_frames=args.frames, trust_remote_code=args.trust_remote_code)
+    return VLMLabeller(args.vlm, **vlm_settings(args))
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    export_tasks(_inputs(args.input), args.out, fraction=args.fraction, seed=args.seed, which=args.clips)
+    export_tasks(load_inputs([args.input]), args.out, fraction=args.fraction, seed=args.seed, which=args.clips)
     return 0
 
 
 def _cmd_import(args: argparse.Namespace) -> int:
-    import_votes(_inputs(args.input), args.votes, args.out, min_agree=args.min_agree)
+    import_votes(load_inputs([args.input]), args.votes, args.out, min_agree=args.min_agree)
     return 0
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
     labeller = _make_vlm_labeller(args) if args.vlm else None
-    predict_labels(_inputs(args.input), args.out, labeller=labeller, holdout=args.holdout, seed=args.seed)
+    predict_labels(load_inputs([args.input]), args.out, labeller=labeller, holdout=args.holdout, seed=args.seed)
     return 0
 
 
@@ -265,7 +260,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
         from emovid_datasets.labelling import FeatureClassifier
 
         labeller = FeatureClassifier.load(args.labeller)
-    report = agreement_from_files(args.votes, _inputs(args.labels), labeller=labeller)
+    report = agreement_from_files(args.votes, load_inputs([args.labels]), labeller=labeller)
     path = write_report(report, args.out)
     print(path.read_text(), end="")
     return 0
@@ -294,9 +289,7 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:
     r = sub.add_parser("predict", help="label every clip without a human label with a model")
     r.add_argument("input", help="stage folder written by `annotate import`")
     r.add_argument("--out", required=True, help="output stage folder (the labeller is saved here)")
-    r.add_argument("--vlm", metavar="MODEL", help="label with a transformers chat VLM (local path or hub id)")
-    r.add_argument("--frames", type=int, default=8, help="frames sampled per clip for --vlm (default 8)")
-    r.add_argument("--trust-remote-code", action="store_true", help="allow the VLM's own code (e.g. NVILA)")
+    add_vlm_arguments(r, "label")
     r.add_argument("--holdout", type=float, default=0.25, help="share of human labels held out for accuracy")
     r.add_argument("--seed", type=int, default=0)
     r.set_defaults(func=_cmd_predict)

@@ -13,8 +13,9 @@ import logging
 from pathlib import Path
 from typing import Any, Sequence, Union
 
-from .manifest import read_manifest, reject
-from .runner import Outcome, StageSummary, run_batched_stage
+from .manifest import reject
+from .runner import Outcome, StageSummary, load_inputs, run_batched_stage
+from .vlm_options import add_vlm_arguments, vlm_settings
 
 log = logging.getLogger("emovid.build")
 STAGE = "caption"
@@ -57,11 +58,8 @@ def _cmd_caption(args: argparse.Namespace) -> int:
     if args.vlm:
         from emovid_datasets.labelling import VLMCaptioner
 
-        captioner = VLMCaptioner(args.vlm, num_frames=args.frames, trust_remote_code=args.trust_remote_code)
-    folder = Path(args.input)
-    if not (folder / "manifest.parquet").exists():
-        raise FileNotFoundError(f"{folder}: no manifest.parquet (is it a stage folder?)")
-    run_captions(read_manifest(folder), args.out, captioner=captioner, batch_size=args.batch_size,
+        captioner = VLMCaptioner(args.vlm, **vlm_settings(args))
+    run_captions(load_inputs([args.input]), args.out, captioner=captioner, batch_size=args.batch_size,
                  overwrite=args.overwrite)
     return 0
 
@@ -70,9 +68,7 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(STAGE, help="caption every clip (offline factual captions, or --vlm MODEL)")
     p.add_argument("input", help="stage folder whose manifest lists the clips")
     p.add_argument("--out", required=True, help="output stage folder")
-    p.add_argument("--vlm", metavar="MODEL", help="caption with a transformers chat VLM (local path or hub id)")
-    p.add_argument("--frames", type=int, default=8, help="frames sampled per clip for --vlm (default 8)")
-    p.add_argument("--trust-remote-code", action="store_true", help="allow the VLM's own code (e.g. NVILA)")
+    add_vlm_arguments(p, "caption")
     p.add_argument("--batch-size", type=int, default=8, help="clips per captioner call and checkpoint (default 8)")
     p.add_argument("--overwrite", action="store_true", help="replace captions the clips already have")
     p.set_defaults(func=_cmd_caption)

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import argparse
-import importlib
-import logging
 import sys
 from typing import Optional, Sequence
+
+from emovid_datasets.cli import run_cli
 
 # Every module here defines `add_command(subparsers)`; keep one line per stage module.
 COMMAND_MODULES: tuple[str, ...] = (
@@ -25,23 +24,8 @@ COMMAND_MODULES: tuple[str, ...] = (
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="emovid-build", description="Regenerate EmoVid shards from raw sources.")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in COMMAND_MODULES:
-        importlib.import_module(name).add_command(sub)
-    return parser
-
-
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
-    try:
-        return int(args.func(args) or 0)
-    except (FileNotFoundError, ValueError) as exc:
-        logging.getLogger("emovid.build").error("%s", exc)
-        return 2
+    return run_cli("emovid-build", "Regenerate EmoVid shards from raw sources.", COMMAND_MODULES, argv)
 
 
 if __name__ == "__main__":

@@ -146,6 +146,8 @@ def load_inputs(paths: Iterable[Union[str, Path]]) -> list[dict[str, Any]]:
     """Concatenate the manifests of previous stages' folders (one stage usually reads one folder)."""
     items: list[dict[str, Any]] = []
     for path in paths:
+        if not (Path(path) / "manifest.parquet").exists():
+            raise FileNotFoundError(f"{path}: no manifest.parquet (is it a stage folder?)")
         items.extend(read_manifest(path))
     return items
 

@@ -17,23 +17,27 @@ COMMAND_MODULES: tuple[str, ...] = (
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="emovid", description="Use the EmoVid dataset.")
+def run_cli(prog: str, description: str, modules: Sequence[str], argv: Optional[Sequence[str]] = None) -> int:
+    """Build a parser from ``modules`` (each defines `add_command(subparsers)`), run the chosen command.
+
+    Usage errors a person can fix (a missing file, a bad value) end with one log line and exit code 2.
+    """
+    parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in COMMAND_MODULES:
+    for name in modules:
         importlib.import_module(name).add_command(sub)
-    return parser
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
     try:
         return int(args.func(args) or 0)
     except (FileNotFoundError, ValueError) as exc:
-        logging.getLogger("emovid").error("%s", exc)
+        logging.getLogger(prog).error("%s", exc)
         return 2
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    return run_cli("emovid", "Use the EmoVid dataset.", COMMAND_MODULES, argv)
 
 
 if __name__ == "__main__":

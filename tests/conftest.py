@@ -19,3 +19,14 @@ def shared_media() -> Path:
     if not (SHARED_MEDIA / "big_buck_bunny_480p_30s.mp4").exists():
         pytest.skip("../shared/media is not present")
     return SHARED_MEDIA
+
+
+@pytest.fixture(scope="module")
+def torch_one_thread():
+    """Tiny tensors run fastest single-threaded on shared cores; restores torch's setting afterwards."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -15,12 +15,7 @@ from emovid_datasets.training.models import build_tiny
 SMALL = dict(num_frames=9, height=32, width=32, steps=2, seed=3)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -18,13 +18,7 @@ from factory import make_dataset
 SMALL = dict(model="tiny", num_frames=9, height=32, width=32, rank=4, alpha=4)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny tensors run fastest single-threaded on shared cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 @pytest.fixture(scope="module")
