@@ -12,10 +12,11 @@ import json
 import logging
 import time
 from pathlib import Path
-from typing import Union
+from typing import Optional, Union
 
-from emovid_datasets.atomic import atomic_write_text
+from emovid_datasets.atomic import atomic_write_bytes, atomic_write_text
 from emovid_datasets.export import DEFAULT_MAX_SHARD_SIZE, DEFAULT_MIN_SHARDS, ExportResult, write_shards
+from emovid_datasets.labelling.labeller import DATASET_LABELLER, saved_labeller_files
 
 from .card import card_statistics, write_card
 from .manifest import write_rejects
@@ -31,11 +32,19 @@ def build_dataset(
     max_shard_size: Union[int, str] = DEFAULT_MAX_SHARD_SIZE,
     min_shards: int = DEFAULT_MIN_SHARDS,
     pretty_name: str = "EmoVid",
+    labeller: Optional[Union[str, Path]] = None,
 ) -> ExportResult:
-    """Write shards, card, rejects and statistics for ``manifest`` into ``out_dir``."""
+    """Write shards, card, rejects and statistics for ``manifest`` into ``out_dir``.
+
+    ``labeller``: the label model of this build (a saved `FeatureClassifier`), copied into the dataset
+    folder so that it travels with the shards and serves as the default EA classifier of the benchmark.
+    """
     started = time.monotonic()
     out_dir = Path(out_dir)
     result = write_shards(manifest, out_dir, max_shard_size=max_shard_size, min_shards=min_shards)
+    if labeller is not None:
+        for src, dst in zip(saved_labeller_files(labeller), saved_labeller_files(out_dir / DATASET_LABELLER)):
+            atomic_write_bytes(dst, Path(src).read_bytes())
     write_card(result, out_dir, pretty_name=pretty_name)
     write_rejects(out_dir / BUILD_DIR, [dict(r, input_id=r.get("clip_id")) for r in result.rejects])
     stats = card_statistics(result)
@@ -54,5 +63,7 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-shard-size", default=DEFAULT_MAX_SHARD_SIZE, help="byte target per shard (default 500MB)")
     p.add_argument("--min-shards", type=int, default=DEFAULT_MIN_SHARDS,
                    help="at least this many shards per split when there are enough clips (default 8)")
+    p.add_argument("--labeller", help=f"the build's label model (labeller.skops from `annotate predict`), "
+                                      f"copied to DATASET_DIR/{DATASET_LABELLER}")
     p.set_defaults(func=lambda a: build_dataset(a.manifest, a.out, max_shard_size=a.max_shard_size,
-                                                min_shards=a.min_shards) and 0)
+                                                min_shards=a.min_shards, labeller=a.labeller) and 0)

@@ -5,6 +5,7 @@ No number in the card is typed by hand: counts, durations and shard sizes come f
 
 from __future__ import annotations
 
+import json
 from importlib import resources
 from pathlib import Path
 from string import Template
@@ -13,6 +14,7 @@ from typing import Any
 import datasets
 
 from emovid_datasets.export import ExportResult, card_metadata
+from emovid_datasets.labelling.labeller import DATASET_LABELLER, saved_labeller_files
 from emovid_datasets.schema import CONFIGS, SPLITS, schema_markdown_table
 from emovid_datasets.stats import composition
 from emovid_datasets.taxonomy import EMOTIONS, SOURCES
@@ -48,6 +50,20 @@ def card_statistics(result: ExportResult) -> dict[str, Any]:
     return {"all": every, "splits": splits, "files": files, "rejected": len(result.rejects)}
 
 
+def labeller_note(out_dir: Path) -> str:
+    """A sentence on the build's label model (from its metadata sidecar), or that there is none."""
+    _, meta_path = saved_labeller_files(Path(out_dir) / DATASET_LABELLER)
+    if not meta_path.is_file():
+        return "No label model is stored with this build."
+    metrics = json.loads(meta_path.read_text()).get("metrics", {})
+    accuracy = metrics.get("heldout_accuracy")
+    measured = (f"held-out accuracy {accuracy:.3f} on {metrics.get('heldout_clips')} human-labelled clips, "
+                f"chance {metrics.get('chance_accuracy', 0):.3f}" if accuracy is not None else "no held-out accuracy")
+    return (f"The label model of this build is stored in `{DATASET_LABELLER}` (a scikit-learn classifier on "
+            f"colour, motion and audio features, skops format; {measured}). `emovid evaluate` uses it for "
+            f"EA-2/EA-8 by default.")
+
+
 def render_card(result: ExportResult, *, pretty_name: str = "EmoVid") -> str:
     """The full README.md text: YAML (configs + Features) followed by the filled-in template."""
     stats = card_statistics(result)
@@ -77,6 +93,7 @@ def render_card(result: ExportResult, *, pretty_name: str = "EmoVid") -> str:
         splits=", ".join(f"`{s}`" for s in SPLITS),
         label_table=_table(["labelled by", "clips"], sorted(comp["label_sources"].items())),
         rejected=stats["rejected"],
+        labeller_note=labeller_note(result.root),
     )
     return f"---\n{card_yaml.to_yaml()}\n---\n\n{body}"
 

@@ -188,8 +188,10 @@ class Pipeline:
                      max_cell_fraction=float(splits.get("max_cell_fraction", 1.0)))
         build = self.config.get("build", {})
         dataset = self.path(self.config.get("dataset_dir", "dataset"))
+        labeller = self.work / "annotate" / "labels" / "labeller.skops"
         build_dataset(self.work / "splits", dataset, max_shard_size=build.get("max_shard_size", "500MB"),
-                      min_shards=int(build.get("min_shards", 8)), pretty_name=build.get("pretty_name", "EmoVid"))
+                      min_shards=int(build.get("min_shards", 8)), pretty_name=build.get("pretty_name", "EmoVid"),
+                      labeller=labeller if labeller.exists() else None)
         push = self.config.get("push") or {}
         if push.get("repo_id"):
             from .push import push_dataset

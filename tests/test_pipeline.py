@@ -95,3 +95,44 @@ def test_story_order_numbers_segments_within_each_film():
     ]
     order = {r["clip_id"]: r["sequence_index"] for r in story_order(rows)}
     assert order == {"c": 0, "a": 1, "b": 2, "d": 0, "e": None}
+
+
+def test_label_model_travels_with_the_dataset_and_scores_the_benchmark(demo, tmp_path):
+    from emovid_datasets.cli import main
+
+    dataset = demo / "dataset"
+    assert (dataset / "labeller" / "labeller.skops").is_file()
+    assert "labeller/labeller.skops" in (dataset / "README.md").read_text()
+    bench = load_emovid(str(dataset), "default", split="benchmark", decode_media=False)
+    generated = tmp_path / "generated"
+    generated.mkdir()
+    for row in bench:  # the benchmark clips themselves stand in for generated videos
+        (generated / f"{row['clip_id']}.mp4").write_bytes(row["video"]["bytes"])
+    out = tmp_path / "scores.json"
+    assert main(["evaluate", "--generated", str(generated), "--benchmark", str(dataset), "--task", "t2v",
+                 "--out", str(out)]) == 0
+    overall = json.loads(out.read_text())["overall"]
+    assert overall["ea2"]["value"] >= overall["ea8"]["value"] > 100 / 8  # above chance
+    assert overall["ea8"]["n"] == len(bench)
+
+
+def test_analyze_the_demo(demo, tmp_path):
+    from html.parser import HTMLParser
+
+    from emovid_datasets.cli import main
+
+    assert main(["analyze", str(demo / "dataset"), "--out", str(tmp_path), "--split", "all", "--bootstrap", "50"]) == 0
+    stats = json.loads((tmp_path / "stats.json").read_text())
+    assert stats["transitions"]["films"] == 2 and stats["transitions"]["transitions"] > 0
+
+    class Images(HTMLParser):
+        sources: list = []
+
+        def handle_starttag(self, tag, attrs):
+            if tag == "img":
+                self.sources.append(dict(attrs).get("src", ""))
+
+    parser = Images()
+    parser.feed((tmp_path / "report.html").read_text())
+    assert sum(s.startswith("data:image/png;base64,") for s in parser.sources) >= 4  # the plots
+    assert sum(s.startswith("data:image/gif;base64,") for s in parser.sources) >= 8  # the gallery

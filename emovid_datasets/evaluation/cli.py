@@ -3,9 +3,19 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+from typing import Optional
 
 from ..schema import CONFIGS
 from .options import CLIP_TEXT_RULES, PREPROCESSING, SD_REFERENCES, TASKS
+
+
+def default_classifier(benchmark: str) -> Optional[str]:
+    """The label model saved in a local dataset folder (the build's labeller), if there is one."""
+    from ..labelling.labeller import DATASET_LABELLER
+
+    path = Path(benchmark) / DATASET_LABELLER
+    return str(path) if path.is_file() else None
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -16,7 +26,8 @@ def _run(args: argparse.Namespace) -> int:
     clip = ClipEncoder.load(args.clip_model, args.device, args.preprocessing) if args.clip_model else None
     video = load_video_extractor(args.fvd_model, args.device, num_frames=args.fvd_frames,
                                  resolution=args.fvd_resolution) if args.fvd_model else None
-    classifier = load_classifier(args.classifier) if args.classifier else None
+    classifier_spec = args.classifier or default_classifier(args.benchmark)
+    classifier = load_classifier(classifier_spec) if classifier_spec else None
     benchmark = load_emovid(args.benchmark, args.config, split=args.split, decode_media=False)
     result = evaluate(args.generated, benchmark, args.task, clip=clip, video_features=video, classifier=classifier,
                       text_rule=args.clip_text, sd_reference=args.sd_reference, frame_step=args.frame_step)
@@ -34,7 +45,8 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="output JSON file")
     p.add_argument("--clip-model", help="CLIP folder or hub id (transformers CLIPModel) for CLIP/SD scores")
     p.add_argument("--fvd-model", help="TorchScript I3D file (StyleGAN-V's) or 'module:attr' video feature callable")
-    p.add_argument("--classifier", help="EA classifier: the labeller.skops `emovid-build annotate` saves, a .pkl/.joblib file, or "
+    p.add_argument("--classifier", help="EA classifier (default: the label model saved in a local benchmark folder, "
+                        "labeller/labeller.skops): a labeller.skops, a .pkl/.joblib file, or "
                         "'module:attr' with predict_proba(list of video bytes) -> (N, 8)")
     p.add_argument("--fvd-frames", type=int, default=16, help="TorchScript I3D: first N frames per clip")
     p.add_argument("--fvd-resolution", type=int, default=224, help="TorchScript I3D: square input size")

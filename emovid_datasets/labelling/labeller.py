@@ -166,6 +166,17 @@ class FeatureClassifier:
         return labeller
 
 
+# Where a dataset build keeps its label model (with the `.json` sidecar), relative to the dataset folder:
+# `emovid evaluate` uses it for EA-2/EA-8 when no other classifier is given.
+DATASET_LABELLER = "labeller/labeller.skops"
+
+
+def saved_labeller_files(path: str | os.PathLike) -> tuple[Path, Path]:
+    """The two files of a saved `FeatureClassifier`: the skops model and its metadata sidecar."""
+    path = Path(path)
+    return path, _meta_path(path)
+
+
 def _meta_path(path: Path) -> Path:
     return path.with_name(path.name + ".json")
 
