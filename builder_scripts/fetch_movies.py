@@ -17,14 +17,11 @@ import logging
 import os
 import re
 import unicodedata
-from fractions import Fraction
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
-import av
 
-from emovid_datasets.media import MediaError, Mp4Writer, open_input, probe, to_mp4
-from emovid_datasets.media.transcode import MAX_FPS
+from emovid_datasets.media import MediaError, probe, to_mp4
 
 from .manifest import reject
 from .runner import Outcome, StageSummary, run_stage
@@ -197,56 +194,6 @@ def download_video(url: str, dest_dir: Union[str, os.PathLike], name: str, *, so
     return files[0]
 
 
-def _trimmed_mp4(src: Path, dst: Path, end_time: float, max_side: Optional[int]) -> Path:
-    """Re-encode the first ``end_time`` seconds of ``src`` (video and sound) into MP4, frame-accurately."""
-    info = probe(src, decode_check=False)
-    scale = min(1.0, max_side / max(info.width, info.height)) if max_side else 1.0
-    with open_input(src) as container:
-        vstream = container.streams.video[0]
-        vstream.thread_type = "AUTO"
-        astream = container.streams.audio[0] if container.streams.audio else None
-        rate = min(Fraction(vstream.average_rate or vstream.guessed_rate or 25), Fraction(MAX_FPS))
-        layout = "mono" if astream is not None and astream.channels == 1 else "stereo"
-        resampler = av.AudioResampler(format="fltp", layout=layout, rate=astream.rate) if astream else None
-        frames_left = round(end_time * rate)
-        samples_left = round(end_time * astream.rate) if astream else 0
-        start = container.start_time / av.time_base if container.start_time is not None else 0.0
-        writer = Mp4Writer(dst, width=round(info.width * scale), height=round(info.height * scale), fps=rate,
-                           audio_rate=astream.rate if astream else None, audio_layout=layout)
-
-        def write_sound(frames: list[av.AudioFrame]) -> None:
-            nonlocal samples_left
-            for frame in frames:
-                samples = frame.to_ndarray()[:, :max(samples_left, 0)]
-                if samples.shape[1]:
-                    writer.write_audio(samples)
-                    samples_left -= samples.shape[1]
-
-        try:
-            with writer:
-                last = None
-                for frame in container.decode(*([vstream] + ([astream] if astream else []))):
-                    if isinstance(frame, av.AudioFrame):
-                        write_sound(resampler.resample(frame))
-                    else:
-                        # Constant-rate grid: repeat the previous frame up to this frame's slot (variable-rate input).
-                        slot = round((float(frame.time or 0.0) - start) * rate)
-                        while last is not None and writer.frames_written < min(slot, frames_left):
-                            writer.write_frame(last)
-                        if writer.frames_written <= slot and writer.frames_written < frames_left:
-                            last = frame
-                            writer.write_frame(frame)
-                    if writer.frames_written >= frames_left and samples_left <= 0:
-                        break
-                while last is not None and writer.frames_written < frames_left:
-                    writer.write_frame(last)
-                if resampler is not None:
-                    write_sound(resampler.resample(None))
-        except av.FFmpegError as exc:
-            raise MediaError(f"{src}: conversion to MP4 failed ({exc})") from exc
-    return dst
-
-
 def convert_clip(src: Union[str, os.PathLike], dst: Union[str, os.PathLike], *, end_time: Optional[float] = None,
                  max_side: Optional[int] = None, tolerance: float = TRIM_TOLERANCE) -> tuple[Path, bool]:
     """MP4 of ``src``, cut at ``end_time`` seconds when the file runs longer (the advert tail); returns (path, trimmed)."""
@@ -254,7 +201,7 @@ def convert_clip(src: Union[str, os.PathLike], dst: Union[str, os.PathLike], *, 
     duration = probe(src).duration  # decodes one frame: an unusable file fails here with its reason
     if end_time is None or end_time <= 0 or duration <= end_time + tolerance:
         return to_mp4(src, dst, max_side=max_side), False
-    return _trimmed_mp4(src, dst, float(end_time), max_side), True
+    return to_mp4(src, dst, max_side=max_side, end_time=float(end_time)), True
 
 
 def fetch_clip(item: dict[str, Any], *, out_dir: str, download: bool = True, url_template: str = WATCH_URL,

@@ -250,6 +250,7 @@ def test_requests_per_second_is_respected_on_the_wire():
 
 def test_key_never_reaches_logs_manifests_rejects_or_errors(tmp_path, caplog):
     caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="urllib3.connectionpool")  # other tests may have quietened it
     with TenorServer(CATALOGUE, key=KEY, truncated=["106"], undecodable=["201"]) as server:
         server.fail_next(503, count=3)  # the first page of "funny" is rejected: its URL carries the key
         crawl(tmp_path, client_for(server, retries=2))

@@ -121,11 +121,13 @@ def to_mp4(
     fps: Optional[float] = None,
     keep_audio: bool = True,
     crf: int = 20,
+    end_time: Optional[float] = None,
 ) -> Path:
     """Convert any video, GIF or animated WebP into MP4 H.264 yuv420p at a constant rate.
 
     Variable frame timing (GIF delays) is resampled onto the constant-rate grid by the frames'
     presentation times; sound is kept (as AAC) when the input has some and ``keep_audio``.
+    ``end_time`` keeps only the first seconds, frame- and sample-accurately (e.g. an advert tail).
     """
     from .probe import probe  # local import: probe and transcode are siblings
 
@@ -139,33 +141,46 @@ def to_mp4(
             scale = max_side / max(info.width, info.height)
         width, height = even(round(info.width * scale)), even(round(info.height * scale))
         astream = container.streams.audio[0] if (keep_audio and container.streams.audio) else None
-        audio_layout = "mono" if astream is not None and astream.channels == 1 else "stereo"
-        streams = [vstream] + ([astream] if astream is not None else [])
-        writer = Mp4Writer(
-            dst, width=width, height=height, fps=rate, crf=crf,
-            audio_rate=astream.rate if astream is not None else None, audio_layout=audio_layout,
-        )
+        layout = "mono" if astream is not None and astream.channels == 1 else "stereo"
+        duration = min(info.duration, end_time) if end_time else info.duration
+        last_slot = round(duration * rate)
+        samples_left = round(duration * astream.rate) if astream is not None else 0
+        resampler = av.AudioResampler(format="fltp", layout=layout, rate=astream.rate) if astream else None
+        writer = Mp4Writer(dst, width=width, height=height, fps=rate, crf=crf,
+                           audio_rate=astream.rate if astream is not None else None, audio_layout=layout)
+
+        def write_sound(frames: list[av.AudioFrame]) -> None:
+            nonlocal samples_left
+            for frame in frames:
+                samples = frame.to_ndarray()[:, :max(samples_left, 0)]
+                if samples.shape[1]:
+                    writer.write_audio(samples)
+                    samples_left -= samples.shape[1]
+
         start = None
         try:
             with writer:
                 last = None
-                for frame in container.decode(*streams):
+                for frame in container.decode(*([vstream] + ([astream] if astream is not None else []))):
                     if isinstance(frame, av.AudioFrame):
-                        writer.write_audio(frame)
-                        continue
-                    t = float(frame.time) if frame.time is not None else writer.frames_written / float(rate)
-                    start = t if start is None else start
-                    target = round((t - start) * rate)
-                    # Fill the grid up to this frame's slot with the previous frame, then write this one.
-                    while last is not None and writer.frames_written < target:
-                        writer.write_frame(last)
-                    if writer.frames_written <= target:
-                        last = frame.reformat(width=width, height=height, format="yuv420p")
-                        writer.write_frame(last)
+                        write_sound(resampler.resample(frame))
+                    else:
+                        t = float(frame.time) if frame.time is not None else writer.frames_written / float(rate)
+                        start = t if start is None else start
+                        slot = min(round((t - start) * rate), last_slot)
+                        # Fill the grid up to this frame's slot with the previous frame, then write this one.
+                        while last is not None and writer.frames_written < slot:
+                            writer.write_frame(last)
+                        if writer.frames_written <= slot and writer.frames_written < last_slot:
+                            last = frame.reformat(width=width, height=height, format="yuv420p")
+                            writer.write_frame(last)
+                    if writer.frames_written >= last_slot and samples_left <= 0:
+                        break
                 # Hold the last frame for the rest of its display time (GIF last-frame delay).
-                end_slot = round(info.duration * rate)
-                while last is not None and writer.frames_written < end_slot:
+                while last is not None and writer.frames_written < last_slot:
                     writer.write_frame(last)
+                if resampler is not None:
+                    write_sound(resampler.resample(None))
         except av.FFmpegError as exc:
             raise MediaError(f"{describe(src)}: conversion to MP4 failed ({exc})") from exc
     return Path(dst)
