@@ -13,13 +13,19 @@ from .schema import CONFIGS, MEDIA_COLUMNS
 AnyDataset = Union[datasets.Dataset, datasets.DatasetDict, datasets.IterableDataset, datasets.IterableDatasetDict]
 
 
-def without_media_decoding(ds: AnyDataset) -> AnyDataset:
-    """Return ``ds`` with `video`/`audio` as raw ``{bytes, path}`` dicts (no torchcodec needed)."""
+def without_media_decoding(ds: AnyDataset, *, keep_video_decoding: bool = False) -> AnyDataset:
+    """Return ``ds`` with `video`/`audio` as raw ``{bytes, path}`` dicts (no torchcodec needed).
+
+    ``keep_video_decoding`` leaves the video column to `datasets`' own (torchcodec) decoding.
+    Columns that are absent or already in the wanted state are left alone.
+    """
     splits = list(ds.values()) if isinstance(ds, dict) else [ds]
-    features = splits[0].features if splits else None
+    features = (splits[0].features if splits else None) or {}
     for column in MEDIA_COLUMNS:
-        if features is not None and column in features:
-            ds = ds.cast_column(column, type(features[column])(decode=False))
+        feature = features.get(column)
+        decode = keep_video_decoding and column == "video"
+        if isinstance(feature, (datasets.Video, datasets.Audio)) and feature.decode != decode:
+            ds = ds.cast_column(column, type(feature)(decode=decode))
     return ds
 
 

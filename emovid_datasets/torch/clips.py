@@ -20,6 +20,7 @@ import torch
 from datasets.distributed import split_dataset_by_node
 from torch.utils.data import IterableDataset
 
+from emovid_datasets.loading import without_media_decoding
 from emovid_datasets.media import MediaError, decode_audio
 from emovid_datasets.taxonomy import valence_of
 
@@ -52,19 +53,6 @@ def node_rank_and_world_size(rank: Optional[int] = None, world_size: Optional[in
     if world_size < 1 or not 0 <= rank < world_size:
         raise ValueError(f"need 0 <= rank < world_size, got rank={rank}, world_size={world_size}")
     return rank, world_size
-
-
-def raw_media(ds: AnyRows, *, keep_video_decoding: bool = False) -> AnyRows:
-    """Cast the Video/Audio columns present to ``decode=False`` (PyAV reads the bytes); the video column keeps
-    `datasets`' torchcodec decoding when ``keep_video_decoding``. Unlike `loading.without_media_decoding`,
-    a missing media column or a plain struct column is left alone."""
-    for column in ("video", "audio"):
-        feature = (ds.features or {}).get(column)
-        if isinstance(feature, (datasets.Video, datasets.Audio)):
-            decode = keep_video_decoding and column == "video"
-            if feature.decode != decode:
-                ds = ds.cast_column(column, type(feature)(decode=decode))
-    return ds
 
 
 def to_video_tensor(frames: Sequence[np.ndarray], dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -178,7 +166,7 @@ class EmoVidClips(IterableDataset):
         if dataset.column_names:
             wanted = [c for c in USED_COLUMNS if c in dataset.column_names and (self.with_audio or c != "audio")]
             dataset = dataset.select_columns(wanted)
-        dataset = raw_media(dataset, keep_video_decoding=self.decode == "torchcodec")
+        dataset = without_media_decoding(dataset, keep_video_decoding=self.decode == "torchcodec")
         split = split_by_node and self.world_size > 1
         if isinstance(dataset, datasets.Dataset):
             if split:
