@@ -144,3 +144,15 @@ def test_two_folders_with_the_same_name_do_not_share_a_cache(tmp_path, built):
     assert (other / "README.md").read_text().split("---")[1] == (root / "dataset" / "README.md").read_text().split("---")[1]
     assert len(load_emovid(str(root / "dataset"), "default", split="train")) == 48
     assert len(load_emovid(str(other), "default", split="train")) == 24
+
+
+def test_build_and_inspect_commands(tmp_path, built, capsys):
+    from builder_scripts.cli import main as build_main
+    from emovid_datasets.cli import main as user_main
+
+    _, manifest = built
+    assert build_main(["build", str(manifest), "--out", str(tmp_path / "ds"), "--min-shards", "2"]) == 0
+    assert user_main(["inspect", str(tmp_path / "ds"), "--config", "movie", "--rows", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "train: 16 clips" in out and "benchmark: 8 clips" in out and "audio yes" in out
+    assert build_main(["build", str(tmp_path / "missing.parquet"), "--out", str(tmp_path / "x")]) == 2
