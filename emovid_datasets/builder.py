@@ -66,7 +66,8 @@ def is_local_path(value: str) -> bool:
     return value.startswith(("/", "./", "../", "~")) or (len(value) > 2 and value[1] == ":" and value[2] in "\\/")
 
 
-def _missing(value: Any) -> bool:
+def is_missing(value: Any) -> bool:
+    """Whether a manifest value is absent (None, or NaN as CSV/pandas write empty numbers)."""
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
@@ -112,19 +113,19 @@ def clip_row(entry: dict[str, Any]) -> dict[str, Any]:
     )
     measured = info.as_dict()
     for name in PROBE_COLUMNS:
-        if _missing(row.get(name)):
+        if is_missing(row.get(name)):
             row[name] = measured[name]
     row["has_audio"] = audio_bytes is not None
-    if any(_missing(row.get(name)) for name in COLOR_COLUMNS):
+    if any(is_missing(row.get(name)) for name in COLOR_COLUMNS):
         row.update({k: v for k, v in color_attributes(video_bytes).items() if k in COLOR_COLUMNS})
-    if _missing(row.get("label_confidence")):
+    if is_missing(row.get("label_confidence")):
         row["label_confidence"] = 1.0
-    if _missing(row.get("start_time")):
+    if is_missing(row.get("start_time")):
         row["start_time"] = 0.0
-    if _missing(row.get("end_time")):
+    if is_missing(row.get("end_time")):
         row["end_time"] = float(row["start_time"]) + float(row["duration"])
     for name in ("sequence_id", "sequence_index", "origin"):
-        if _missing(row.get(name)):
+        if is_missing(row.get(name)):
             row[name] = None
     return row
 

@@ -7,14 +7,14 @@ sticker's title and tags), so a caption never claims content nobody checked.
 
 from __future__ import annotations
 
-import math
 import re
 from typing import Any, Mapping, Optional, Protocol, Sequence, runtime_checkable
 
+from ..builder import is_missing
 from ..color import color_attributes
 from ..media import probe
 from .features import motion_features, sample_frames
-from .vlm import Generate, TransformersVLM, video_message
+from .vlm import Generate, TransformersVLM, ask_about_videos, video_message
 
 # A clip as the caption stage sees it: a manifest row with `video_path` and whatever was measured.
 Clip = Mapping[str, Any]
@@ -45,10 +45,6 @@ def _level(value: float, words: tuple[str, str, str], low: float, high: float) -
     return words[0] if value < low else words[1] if value < high else words[2]
 
 
-def _missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
-
-
 class FactualCaptioner:
     """Writes a caption from measurements only; measures what the manifest row lacks from the clip itself."""
 
@@ -62,12 +58,12 @@ class FactualCaptioner:
         video = clip["video_path"]
         values = {k: clip.get(k) for k in ("duration", "has_audio", "brightness_raw", "colorfulness_raw", "hue_raw")}
         for key in ("brightness", "colorfulness", "hue"):
-            if _missing(values[f"{key}_raw"]):
+            if is_missing(values[f"{key}_raw"]):
                 values[f"{key}_raw"] = clip.get(key)
-        if _missing(values["duration"]) or _missing(values["has_audio"]):
+        if is_missing(values["duration"]) or is_missing(values["has_audio"]):
             info = probe(video, decode_check=False)
             values["duration"], values["has_audio"] = info.duration, info.has_audio
-        if any(_missing(values[k]) for k in ("brightness_raw", "colorfulness_raw", "hue_raw")):
+        if any(is_missing(values[k]) for k in ("brightness_raw", "colorfulness_raw", "hue_raw")):
             values.update({k: v for k, v in color_attributes(video).items() if k in values})
         values["motion"] = motion_features(sample_frames(video, self.num_frames, width=64, height=48))["motion"]
         return values
@@ -132,11 +128,9 @@ class VLMCaptioner:
 
     def caption(self, clips: Sequence[Clip]) -> list[str]:
         """One generation call for the whole batch; ValueError when the model returns an empty caption."""
-        size = self.frame_size or (None, None)
-        frames = [sample_frames(c["video_path"], self.num_frames, width=size[0], height=size[1]) for c in clips]
-        replies = self.generate([video_message(self.prompt) for _ in clips], frames, self.max_new_tokens)
-        if len(replies) != len(clips):
-            raise RuntimeError(f"VLM returned {len(replies)} captions for {len(clips)} clips")
+        replies = ask_about_videos(self.generate, [c["video_path"] for c in clips], video_message(self.prompt),
+                                   num_frames=self.num_frames, frame_size=self.frame_size,
+                                   max_new_tokens=self.max_new_tokens)
         captions = [clean_caption(r) for r in replies]
         empty = [c.get("clip_id") for c, text in zip(clips, captions) if not text]
         if empty:

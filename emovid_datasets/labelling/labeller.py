@@ -21,8 +21,8 @@ import numpy as np
 from ..atomic import atomic_write_bytes, atomic_write_text
 from ..media import MediaSource
 from ..taxonomy import EMOTIONS, STICKER_QUERIES
-from .features import FEATURE_NAMES, clip_features, sample_frames
-from .vlm import Generate, TransformersVLM, video_message
+from .features import FEATURE_NAMES, clip_features
+from .vlm import Generate, TransformersVLM, ask_about_videos, video_message
 
 log = logging.getLogger("emovid")
 MODEL_FORMAT = "emovid-feature-classifier"
@@ -263,15 +263,11 @@ class VLMLabeller:
 
     def answers(self, videos: Sequence[MediaSource]) -> list[str]:
         """The model's raw answers, generated ``batch_size`` clips at a time."""
-        size = self.frame_size or (None, None)
         out: list[str] = []
         for start in range(0, len(videos), self.batch_size):
-            chunk = videos[start:start + self.batch_size]
-            frames = [sample_frames(v, self.num_frames, width=size[0], height=size[1]) for v in chunk]
-            replies = self.generate([self.conversation() for _ in chunk], frames, self.max_new_tokens)
-            if len(replies) != len(chunk):
-                raise RuntimeError(f"VLM returned {len(replies)} answers for {len(chunk)} clips")
-            out.extend(replies)
+            out.extend(ask_about_videos(self.generate, videos[start:start + self.batch_size], self.conversation(),
+                                        num_frames=self.num_frames, frame_size=self.frame_size,
+                                        max_new_tokens=self.max_new_tokens))
         return out
 
     def label(self, videos: Sequence[MediaSource]) -> list[Prediction]:

@@ -9,9 +9,12 @@ NVILA-Lite with ``trust_remote_code``). Tests inject a fake callable at this bou
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
+
+from ..media import MediaSource
+from .features import sample_frames
 
 log = logging.getLogger("emovid")
 
@@ -22,6 +25,17 @@ Generate = Callable[[list[list[dict[str, Any]]], list[np.ndarray], int], list[st
 def video_message(prompt: str) -> list[dict[str, Any]]:
     """A one-turn chat conversation with a video placeholder followed by ``prompt``."""
     return [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": prompt}]}]
+
+
+def ask_about_videos(generate: Generate, videos: Sequence[MediaSource], conversation: list[dict[str, Any]], *,
+                     num_frames: int, frame_size: Optional[tuple[int, int]], max_new_tokens: int) -> list[str]:
+    """One answer per video: its sampled frames sent with ``conversation`` in a single generation call."""
+    width, height = frame_size or (None, None)
+    frames = [sample_frames(v, num_frames, width=width, height=height) for v in videos]
+    replies = generate([conversation for _ in videos], frames, max_new_tokens)
+    if len(replies) != len(videos):
+        raise RuntimeError(f"VLM returned {len(replies)} answers for {len(videos)} clips")
+    return replies
 
 
 class TransformersVLM:
