@@ -30,3 +30,14 @@ def torch_one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def torchcodec_decoding() -> None:
+    """Skip unless torchcodec and the system FFmpeg libraries it loads are present (`datasets`' own decoding)."""
+    from emovid_datasets.torch.decoding import require_torchcodec
+
+    try:
+        require_torchcodec()
+    except ImportError as exc:
+        pytest.skip(str(exc).splitlines()[0][:200])

@@ -70,6 +70,21 @@ def test_features_round_trip(built):
     assert row["valence"] == FEATURES["valence"].str2int("positive" if row["emotion"] < 4 else "negative")
 
 
+def test_datasets_own_decoding_gives_torchcodec_decoders(built, torchcodec_decoding):
+    """What a plain `load_dataset` user gets: torchcodec decoders over the embedded MP4 and FLAC."""
+    root, _ = built
+    row = load_emovid(str(root / "dataset"), "movie", split="train")[0]
+    video, audio = row["video"], row["audio"]
+    assert video.metadata.num_frames == 12 and video.metadata.average_fps == pytest.approx(12)
+    frames = video.get_frames_in_range(start=0, stop=12).data
+    assert tuple(frames.shape) == (12, 3, 48, 64)
+    samples = audio.get_all_samples()
+    assert samples.sample_rate == 16000 and samples.data.shape[-1] == pytest.approx(16000, abs=1024)
+    assert samples.data.abs().max() > 0.1  # the factory's 440 Hz tone survived FLAC
+    streamed = next(iter(load_emovid(str(root / "dataset"), "movie", split="train", streaming=True)))
+    assert streamed["video"].metadata.num_frames == 12
+
+
 def test_streaming_restores_features(built):
     root, _ = built
     it = load_emovid(str(root / "dataset"), "sticker", split="train", streaming=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 
 import datasets
@@ -14,6 +15,7 @@ from torchdata.stateful_dataloader import StatefulDataLoader
 
 from emovid_datasets.loading import load_emovid
 from emovid_datasets.torch import BucketBatcher, EmoVidClips, collate_clips, nearest_bucket, to_model_range
+from emovid_datasets.torch.clips import DECODERS
 from emovid_datasets.torch.decoding import decode_window
 from emovid_datasets.torch.resize import plan_resize
 from emovid_datasets.torch.sampling import target_times
@@ -106,13 +108,21 @@ def test_prompt_templates(dataset_dir):
             EmoVidClips(ds, **SMALL, prompt=bad)
 
 
-def test_resampling_follows_timestamps_and_short_clip_policies(tmp_path):
+@pytest.fixture(params=DECODERS)
+def decoder(request) -> str:
+    """Each frame decoder; torchcodec only where it and the FFmpeg libraries it loads are present."""
+    if request.param == "torchcodec":
+        request.getfixturevalue("torchcodec_decoding")
+    return request.param
+
+
+def test_resampling_follows_timestamps_and_short_clip_policies(tmp_path, decoder):
     ds = rows_dataset({"grey": grey_video(tmp_path / "grey.mp4")})  # 12 frames at 12 fps = 1.0 s
-    long_enough = next(iter(EmoVidClips(ds, num_frames=9, fps=16, height=16, width=16)))["video"]
+    long_enough = next(iter(EmoVidClips(ds, num_frames=9, fps=16, height=16, width=16, decode=decoder)))["video"]
     assert [source_frame(long_enough, i) for i in range(9)] == [i * 12 // 16 for i in range(9)]
 
     # 21 frames at 16 fps need 1.25 s: times 0 .. 15/16 s lie inside the clip, 16 frames.
-    opts = dict(num_frames=21, fps=16, height=16, width=16)
+    opts = dict(num_frames=21, fps=16, height=16, width=16, decode=decoder)
     looped = next(iter(EmoVidClips(ds, **opts, short_clips="loop")))["video"]
     assert [source_frame(looped, i) for i in range(21)] == [(i % 16) * 12 // 16 for i in range(21)]
     held = next(iter(EmoVidClips(ds, **opts, short_clips="hold")))["video"]
@@ -121,9 +131,9 @@ def test_resampling_follows_timestamps_and_short_clip_policies(tmp_path):
     assert list(dropping) == [] and dropping.dropped == 1 and dropping.skipped == 0
 
 
-def test_random_window_is_seeded_per_epoch_and_clip(tmp_path):
+def test_random_window_is_seeded_per_epoch_and_clip(tmp_path, decoder):
     ds = rows_dataset({"grey": grey_video(tmp_path / "grey.mp4", frames=48, step=5)}).add_column("duration", [4.0])
-    clips = EmoVidClips(ds, num_frames=5, fps=12, height=16, width=16, window="random", seed=3)
+    clips = EmoVidClips(ds, num_frames=5, fps=12, height=16, width=16, window="random", seed=3, decode=decoder)
 
     def starts() -> int:
         return source_frame(next(iter(clips))["video"], 0, step=5)
@@ -241,12 +251,29 @@ def test_undecodable_row_is_skipped_with_a_warning(tmp_path, caplog):
     assert any("broken" in r.getMessage() for r in caplog.records)
 
 
-def test_torchcodec_path_explains_its_requirements(dataset_dir):
-    try:
-        import torchcodec.decoders  # noqa: F401
-        pytest.skip("torchcodec is loadable here")
-    except (ImportError, OSError, RuntimeError):
-        pass
+def test_torchcodec_decoding_matches_pyav_on_a_built_dataset(dataset_dir, torchcodec_decoding):
+    """`datasets`' own Video decoding (torchcodec) gives the same clips as PyAV up to resampling filters."""
+    opts = dict(**SMALL, with_audio=True)
+    pyav = {s["clip_id"]: s for s in EmoVidClips(stream(dataset_dir), **opts)}
+    decoded = load_emovid(str(dataset_dir), split="train", streaming=True)  # video/audio as torchcodec decoders
+    codec = {s["clip_id"]: s for s in EmoVidClips(decoded, **opts, decode="torchcodec")}
+    assert sorted(codec) == sorted(pyav) and len(codec) == 24
+    for clip_id, sample in codec.items():
+        assert sample["video"].shape == pyav[clip_id]["video"].shape
+        assert (sample["video"] - pyav[clip_id]["video"]).abs().max() < 4 / 127.5  # swscale vs torchvision resize
+        assert torch.equal(sample["audio"], pyav[clip_id]["audio"])  # sound is always decoded with PyAV
+
+
+def test_torchcodec_skips_an_undecodable_row(tmp_path, torchcodec_decoding, caplog):
+    ds = rows_dataset({"good": grey_video(tmp_path / "good.mp4"), "broken": b"\x00not a video" * 50})
+    clips = EmoVidClips(ds, num_frames=5, height=16, width=16, decode="torchcodec")
+    with caplog.at_level(logging.WARNING, logger="emovid.torch"):
+        assert [s["clip_id"] for s in clips] == ["good"]
+    assert clips.skipped == 1 and any("broken" in r.getMessage() for r in caplog.records)
+
+
+def test_torchcodec_path_explains_its_requirements(dataset_dir, monkeypatch):
+    monkeypatch.setitem(sys.modules, "torchcodec.decoders", None)  # as if torchcodec or FFmpeg were missing
     with pytest.raises(ImportError, match="FFmpeg") as info:
         EmoVidClips(stream(dataset_dir), decode="torchcodec")
     assert "pip install torchcodec" in str(info.value) and "decode='pyav'" in str(info.value)

@@ -111,10 +111,29 @@ def require_torchcodec() -> None:
         raise ImportError(f"{TORCHCODEC_HELP} ({type(exc).__name__}: {exc})") from exc
 
 
-def torchcodec_window(decoder: Any, times: Sequence[float], plan_for: PlanFor) -> Window:
-    """Like `decode_window`, for the torchcodec `VideoDecoder` that `datasets`' Video feature returns."""
+def torchcodec_decoder(src: Any) -> Any:
+    """``src`` itself when it is already a decoder (what `datasets`' Video feature returns), else a torchcodec
+    `VideoDecoder` over a raw media source (a ``{bytes, path}`` row value, bytes or a path)."""
+    if hasattr(src, "get_frames_played_at"):
+        return src
+    from torchcodec.decoders import VideoDecoder
+
+    if isinstance(src, dict):
+        src = src.get("bytes") if src.get("bytes") is not None else src.get("path")
+        if src is None:
+            raise MediaError("media entry has neither bytes nor path")
+    data = bytes(src) if isinstance(src, (bytearray, memoryview)) else src
+    try:
+        return VideoDecoder(data)
+    except (RuntimeError, ValueError) as exc:
+        raise MediaError(f"{describe(src)}: torchcodec cannot open it ({exc})") from exc
+
+
+def torchcodec_window(src: Any, times: Sequence[float], plan_for: PlanFor) -> Window:
+    """Like `decode_window`, with torchcodec: for the decoder `datasets`' Video feature returns or raw media."""
     from torchvision.transforms.v2 import functional as F
 
+    decoder = torchcodec_decoder(src)
     meta = decoder.metadata
     begin = float(meta.begin_stream_seconds or 0.0)
     end = float(meta.end_stream_seconds) if meta.end_stream_seconds is not None else float("inf")
