@@ -1,6 +1,10 @@
 """The Wan2.1 LoRA trainer on `--model tiny` (real diffusers classes, random weights, CPU, 9x32x32 clips)."""
 
 import json
+import os
+import socket
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -190,3 +194,55 @@ def test_no_cache_trains_end_to_end_and_bad_arguments_are_named(dataset, tmp_pat
         train(TrainConfig(task="t2v", data=dataset, output=str(tmp_path / "x"), **dict(SMALL, width=40)))
     assert main(["train", "--task", "t2v", "--model", "tiny", "--data", dataset, "--output", str(tmp_path / "y"),
                  "--split", "nope"]) == 2
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_train_what_one_process_trains_with_their_global_batch(dataset, tmp_path):
+    """Data parallel (torchrun, gloo on CPU): 2 processes x batch 1 = 1 process x batch 2, step for step."""
+    common = ["--task", "t2v", "--model", "tiny", "--data", dataset, "--num-frames", "9", "--height", "32",
+              "--width", "32", "--rank", "4", "--alpha", "4", "--sources", "animation", "--limit", "4",
+              "--epochs", "2", "--lr", "1e-3"]
+    env = dict(os.environ, ACCELERATE_USE_CPU="1", OMP_NUM_THREADS="1")
+    launch = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+              "--master_port", str(free_port()), "-m", "emovid_datasets.cli", "train", *common, "--batch-size", "1",
+              "--output", str(tmp_path / "ddp")]
+    done = subprocess.run(launch, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("trained to step 4") == 1  # only the main process reports
+    assert main(["train", *common, "--batch-size", "2", "--output", str(tmp_path / "one")]) == 0
+
+    def log(run: str) -> list[dict]:
+        return [json.loads(line) for line in (tmp_path / run / "loss.jsonl").read_text().splitlines()]
+
+    ddp, one = log("ddp"), log("one")
+    assert [r["step"] for r in ddp] == [1, 2, 3, 4] and [r["epoch"] for r in ddp] == [0, 0, 1, 1]
+    assert [r["loss"] for r in ddp] == pytest.approx([r["loss"] for r in one], rel=1e-5)
+    assert [r["sigma"] for r in ddp] == pytest.approx([r["sigma"] for r in one], rel=1e-6)  # gathered from both
+    assert json.loads((tmp_path / "ddp" / "training_config.json").read_text())["processes"] == 2
+    a, b = load_file(str(tmp_path / "ddp" / DIFFUSERS_FILE)), load_file(str(tmp_path / "one" / DIFFUSERS_FILE))
+    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
+
+
+def test_a_launch_accelerate_does_not_join_is_refused(dataset, tmp_path, monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")  # e.g. torchrun on a machine without GPUs and no ACCELERATE_USE_CPU
+    with pytest.raises(RuntimeError, match="ACCELERATE_USE_CPU=1"):
+        train(TrainConfig(task="t2v", data=dataset, output=str(tmp_path / "out"), max_steps=1, **SMALL))
+
+
+def test_losses_go_to_tensorboard_when_it_is_installed(dataset, tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    result = train(TrainConfig(task="t2v", data=dataset, output=str(tmp_path / "out"), sources=["sticker"], limit=2,
+                               max_steps=3, **SMALL))
+    events = EventAccumulator(str(next((tmp_path / "out" / "logs").rglob("events.out.tfevents.*")).parent))
+    events.Reload()
+    scalars = events.Scalars("loss")
+    assert [e.step for e in scalars] == [1, 2, 3]
+    assert [e.value for e in scalars] == pytest.approx(result.losses, rel=1e-6)
+    assert [e.value for e in events.Scalars("lr")] == pytest.approx([1e-4] * 3)

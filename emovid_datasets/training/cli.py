@@ -14,8 +14,9 @@ def _train(args: argparse.Namespace) -> int:
     from .trainer import config_from_args, train
 
     result = train(config_from_args(args))
-    print(f"trained to step {result.global_step}; LoRA: {result.lora_path}; "
-          f"ComfyUI/original keys: {result.comfyui_path}")
+    if result.lora_path is not None:  # the main process writes the LoRA; the others have nothing to report
+        print(f"trained to step {result.global_step}; LoRA: {result.lora_path}; "
+              f"ComfyUI/original keys: {result.comfyui_path}")
     return 0
 
 

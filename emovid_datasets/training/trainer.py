@@ -18,7 +18,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Optional
+from typing import Any, Iterator, Mapping, Optional, Sequence, Union
 
 import torch
 
@@ -138,17 +138,32 @@ class LossLog:
             f.write(json.dumps(dict(row)) + "\n")
 
 
+def sample_seeds(seed: int, micro_step: int, first: int, count: int) -> list[int]:
+    """Noise seeds for samples ``first .. first+count-1`` of a micro-step's global batch.
+
+    Seeding each sample by its place in the global batch makes N processes x batch B draw exactly what one
+    process with batch N*B draws, so multi-GPU runs repeat single-GPU ones.
+    """
+    return [(seed * 1_000_003 + micro_step) * 4096 + first + i for i in range(count)]
+
+
 def training_loss(transformer: torch.nn.Module, objective: FlowMatchObjective, batch: Mapping[str, torch.Tensor],
-                  task: str, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """One flow-matching loss on encoded tensors (see cache.encode_batch); noise drawn from ``seed``.
+                  task: str, seeds: Union[int, Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """One flow-matching loss on encoded tensors (see cache.encode_batch); each sample's noise and level drawn
+    from its own seed (an int seeds the first sample and counts up).
 
     Returns (loss, sigmas). The DiT sees x_t (plus ``y`` for i2v) at timestep 1000 s, and the fp32 MSE
     against e - x0 is weighted per sample.
     """
     x0 = batch["latents"].float()
     device, dtype = x0.device, next(transformer.parameters()).dtype
-    noise = torch.randn(x0.shape, generator=torch.Generator(device).manual_seed(seed), device=device)
-    sigmas, weights = objective.sample(x0.shape[0], torch.Generator().manual_seed(seed))
+    seeds = range(seeds, seeds + x0.shape[0]) if isinstance(seeds, int) else seeds
+    if len(seeds) != x0.shape[0]:
+        raise ValueError(f"{len(seeds)} noise seeds for a batch of {x0.shape[0]}")
+    noise = torch.stack([torch.randn(x0.shape[1:], generator=torch.Generator(device).manual_seed(s), device=device)
+                         for s in seeds])
+    drawn = [objective.sample(1, torch.Generator().manual_seed(s)) for s in seeds]
+    sigmas, weights = torch.cat([d[0] for d in drawn]), torch.cat([d[1] for d in drawn])
     hidden = objective.noisy_input(x0, noise, sigmas)
     image = None
     if task == "i2v":
@@ -289,6 +304,11 @@ def train(cfg: TrainConfig) -> TrainResult:
     accelerator = Accelerator(mixed_precision=cfg.mixed_precision,
                               gradient_accumulation_steps=cfg.gradient_accumulation,
                               log_with="tensorboard" if tensorboard else None, project_dir=str(output / "logs"))
+    launched = int(os.environ.get("WORLD_SIZE", "1"))
+    if launched != accelerator.num_processes:
+        raise RuntimeError(f"launched as {launched} processes (WORLD_SIZE) but accelerate set up "
+                           f"{accelerator.num_processes}: each would train alone on the same rows. Without GPUs "
+                           "set ACCELERATE_USE_CPU=1 (or use `accelerate launch --cpu`) for multi-process CPU training")
     set_seed(cfg.seed)
     device, dtype = accelerator.device, _weight_dtype(cfg.mixed_precision)
 
@@ -363,11 +383,12 @@ def train(cfg: TrainConfig) -> TrainResult:
         state["micro_step"] += 1
         with accelerator.accumulate(transformer):
             if batch:
-                noise_seed = (cfg.seed * 1_000_003 + state["micro_step"]) * 64 + accelerator.process_index
-                loss, sigmas = training_loss(transformer, objective, batch, cfg.task, noise_seed)
+                seeds = sample_seeds(cfg.seed, state["micro_step"], accelerator.process_index * cfg.batch_size,
+                                     len(batch["latents"]))
+                loss, sigmas = training_loss(transformer, objective, batch, cfg.task, seeds)
                 accelerator.backward(loss)
                 window.append(accelerator.gather(loss.detach()).mean().item())
-                sigmas_seen.extend(sigmas.tolist())
+                sigmas_seen.extend(accelerator.gather(sigmas.to(device)).tolist())
             if accelerator.sync_gradients and cfg.max_grad_norm:
                 accelerator.clip_grad_norm_(params, cfg.max_grad_norm)
             optimizer.step()
