@@ -88,3 +88,19 @@ def make_dataset(root: Union[str, Path], *, min_shards: int = 2, **manifest_kwar
     return root / "dataset"
 
 
+
+
+def corrupt_clip(dataset: Union[str, Path], clip_id: str) -> None:
+    """Overwrite ``clip_id``'s embedded video with bytes no decoder accepts, in every config's shards."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    for shard in Path(dataset).glob("data/*/*.parquet"):
+        table = pq.read_table(shard)
+        rows = table.to_pylist()
+        if not any(row["clip_id"] == clip_id for row in rows):
+            continue
+        for row in rows:
+            if row["clip_id"] == clip_id:
+                row["video"] = {"bytes": b"\x00not a video" * 64, "path": None}
+        pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), shard)

@@ -17,7 +17,8 @@ from emovid_datasets.training.lora import (COMFYUI_FILE, DIFFUSERS_FILE, add_lor
 from emovid_datasets.training.models import build_tiny, load_pipeline
 from emovid_datasets.training.objective import FlowMatchObjective, diffsynth_table
 from emovid_datasets.training.trainer import TrainConfig, train, training_loss
-from factory import make_dataset
+from emovid_datasets.training.data import load_rows
+from factory import corrupt_clip, make_dataset
 
 SMALL = dict(model="tiny", num_frames=9, height=32, width=32, rank=4, alpha=4)
 
@@ -226,6 +227,30 @@ def test_two_processes_train_what_one_process_trains_with_their_global_batch(dat
     assert json.loads((tmp_path / "ddp" / "training_config.json").read_text())["processes"] == 2
     a, b = load_file(str(tmp_path / "ddp" / DIFFUSERS_FILE)), load_file(str(tmp_path / "one" / DIFFUSERS_FILE))
     assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
+
+
+def test_processes_skip_a_step_together_when_one_has_no_decodable_clip(tmp_path):
+    """--no-cache across 2 processes with a broken clip: the step is skipped by both, nobody waits forever."""
+    dataset = make_dataset(tmp_path / "emovid", per_cell=1)
+    rows = load_rows(str(dataset), sources=["animation"]).select(range(4))
+    corrupt_clip(dataset, rows[1]["clip_id"])
+    env = dict(os.environ, ACCELERATE_USE_CPU="1", OMP_NUM_THREADS="1")
+    launch = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+              "--master_port", str(free_port()), "-m", "emovid_datasets.cli", "train", "--task", "t2v",
+              "--model", "tiny", "--data", str(dataset), "--num-frames", "9", "--height", "32", "--width", "32",
+              "--rank", "4", "--alpha", "4", "--sources", "animation", "--limit", "4", "--epochs", "1",
+              "--no-cache", "--output", str(tmp_path / "out")]
+    done = subprocess.run(launch, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "skipped clip" in done.stderr and "another process had no decodable clip" in done.stderr
+    steps = [json.loads(line) for line in (tmp_path / "out" / "loss.jsonl").read_text().splitlines()]
+    # 4 rows = 2 global batches an epoch; the broken one is no step, so the second step comes from epoch 1
+    assert [r["step"] for r in steps] == [1, 2] and [r["epoch"] for r in steps] == [0, 1]
+    assert all(r["loss"] > 0 for r in steps)
+    corrupt_clip(dataset, rows[0]["clip_id"])  # now neither of the first two rows decodes
+    with pytest.raises(ValueError, match="whole epoch"):
+        train(TrainConfig(task="t2v", data=str(dataset), output=str(tmp_path / "none"), sources=["animation"],
+                          limit=2, no_cache=True, **SMALL))
 
 
 def test_a_launch_accelerate_does_not_join_is_refused(dataset, tmp_path, monkeypatch):

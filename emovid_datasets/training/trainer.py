@@ -259,6 +259,17 @@ class _Batches:
             yield encoded
 
 
+def _all_have_a_batch(accelerator: Any, has_batch: bool, state: dict) -> bool:
+    """Whether every process has a batch this micro-step; when one has none (no decodable clip, --no-cache),
+    all skip it together, because data-parallel processes must run each forward and backward together."""
+    if accelerator.num_processes == 1:
+        return has_batch
+    everyone = bool(accelerator.gather(torch.tensor([has_batch], device=accelerator.device)).all())
+    if has_batch and not everyone:
+        log.warning("micro-step %d skipped: another process had no decodable clip", state["micro_step"])
+    return everyone
+
+
 def _stream(batches: _Batches, state: dict, rows_per_batch: int) -> Iterator[dict[str, torch.Tensor]]:
     """Batches epoch after epoch from the saved position, keeping ``state``'s epoch and row position current."""
     while True:
@@ -378,17 +389,23 @@ def train(cfg: TrainConfig) -> TrainResult:
     transformer.train()
     window: list[float] = []
     sigmas_seen: list[float] = []
+    skipped_in_a_row = 0
     started = time.perf_counter()
     for batch in _stream(batches, state, cfg.batch_size * accelerator.num_processes):
         state["micro_step"] += 1
+        if not _all_have_a_batch(accelerator, bool(batch), state):
+            skipped_in_a_row += 1  # not a step: the run goes on into the next rows until it has made `total`
+            if skipped_in_a_row >= per_epoch:
+                raise ValueError(f"{cfg.data}: a whole epoch of batches without a decodable clip; nothing to train on")
+            continue
+        skipped_in_a_row = 0
         with accelerator.accumulate(transformer):
-            if batch:
-                seeds = sample_seeds(cfg.seed, state["micro_step"], accelerator.process_index * cfg.batch_size,
-                                     len(batch["latents"]))
-                loss, sigmas = training_loss(transformer, objective, batch, cfg.task, seeds)
-                accelerator.backward(loss)
-                window.append(accelerator.gather(loss.detach()).mean().item())
-                sigmas_seen.extend(accelerator.gather(sigmas.to(device)).tolist())
+            seeds = sample_seeds(cfg.seed, state["micro_step"], accelerator.process_index * cfg.batch_size,
+                                 len(batch["latents"]))
+            loss, sigmas = training_loss(transformer, objective, batch, cfg.task, seeds)
+            accelerator.backward(loss)
+            window.append(accelerator.gather(loss.detach()).mean().item())
+            sigmas_seen.append(accelerator.gather(sigmas.mean().to(device)).mean().item())
             if accelerator.sync_gradients and cfg.max_grad_norm:
                 accelerator.clip_grad_norm_(params, cfg.max_grad_norm)
             optimizer.step()
@@ -397,9 +414,9 @@ def train(cfg: TrainConfig) -> TrainResult:
             continue
         scheduler.step()
         state["global_step"] += 1
-        step_loss = sum(window) / max(len(window), 1)
+        step_loss = sum(window) / len(window)
         row = {"step": state["global_step"], "epoch": state["epoch"], "loss": step_loss,
-               "lr": scheduler.get_last_lr()[0], "sigma": sum(sigmas_seen) / max(len(sigmas_seen), 1),
+               "lr": scheduler.get_last_lr()[0], "sigma": sum(sigmas_seen) / len(sigmas_seen),
                "seconds": round(time.perf_counter() - started, 3)}
         window, sigmas_seen = [], []
         result.losses.append(step_loss)
