@@ -1,12 +1,20 @@
-"""EmoVid: a multimodal emotion video dataset of artistic content (AAAI 2026)."""
+"""EmoVid: a multimodal emotion video dataset of artistic content (AAAI 2026).
 
-from .color import color_attributes
-from .loading import load_emovid, without_media_decoding
-from .schema import CONFIGS, FEATURES, SPLITS
-from .taxonomy import EMOTIONS, SOURCES, VALENCES, emotion_prompt, valence_of
+Names load on first use, so importing a light submodule (``emovid_datasets.taxonomy``, the training
+objective) does not pull in `datasets` or PyAV.
+"""
 
-__all__ = [
-    "CONFIGS", "EMOTIONS", "FEATURES", "SOURCES", "SPLITS", "VALENCES",
-    "color_attributes", "emotion_prompt", "load_emovid", "valence_of", "without_media_decoding",
-]
+from __future__ import annotations
+
+from .lazy import lazy_exports
+
+_EXPORTS = {
+    "color_attributes": "color",
+    "load_emovid": "loading", "without_media_decoding": "loading",
+    "CONFIGS": "schema", "FEATURES": "schema", "SPLITS": "schema",
+    "EMOTIONS": "taxonomy", "SOURCES": "taxonomy", "VALENCES": "taxonomy", "emotion_prompt": "taxonomy",
+    "valence_of": "taxonomy",
+}
+__all__ = sorted(_EXPORTS)
 __version__ = "0.1.0"
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -15,8 +15,8 @@ from emovid_datasets.training.cache import LatentCache
 from emovid_datasets.training.lora import (COMFYUI_FILE, DIFFUSERS_FILE, add_lora, load_lora_state,
                                            save_comfyui_lora, save_diffusers_lora, to_original_keys)
 from emovid_datasets.training.models import build_tiny, load_pipeline
-from emovid_datasets.training.objective import FlowMatchObjective, diffsynth_table
-from emovid_datasets.training.trainer import TrainConfig, train, training_loss
+from emovid_datasets.training.objective import FlowMatchObjective, diffsynth_table, training_loss
+from emovid_datasets.training.trainer import TrainConfig, train
 from emovid_datasets.training.data import load_rows
 from factory import corrupt_clip, make_dataset
 

@@ -5,8 +5,7 @@ Names load on first use, so `emovid --help` does not import torch: ``from emovid
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from ..lazy import lazy_exports
 
 _EXPORTS = {
     "TrainConfig": "trainer", "TrainResult": "trainer", "train": "trainer",
@@ -17,9 +16,4 @@ _EXPORTS = {
     "FlowMatchObjective": "objective", "LatentCache": "cache",
 }
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

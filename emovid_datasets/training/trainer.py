@@ -18,7 +18,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Optional, Sequence, Union
+from typing import Any, Iterator, Mapping, Optional
 
 import torch
 
@@ -28,7 +28,7 @@ from .data import adapter_clips, epoch_order, load_rows, local_rows
 from .lora import (COMFYUI_FILE, add_lora, load_lora_state, lora_state_dict, save_comfyui_lora,
                    save_diffusers_lora)
 from .models import TEXT_LEN, check_task, load_pipeline
-from .objective import FlowMatchObjective
+from .objective import FlowMatchObjective, sample_seeds, training_loss
 
 log = logging.getLogger(__name__)
 
@@ -136,43 +136,6 @@ class LossLog:
             csv.writer(f).writerow([row[k] for k in LOSS_FIELDS])
         with self.jsonl.open("a") as f:
             f.write(json.dumps(dict(row)) + "\n")
-
-
-def sample_seeds(seed: int, micro_step: int, first: int, count: int) -> list[int]:
-    """Noise seeds for samples ``first .. first+count-1`` of a micro-step's global batch.
-
-    Seeding each sample by its place in the global batch makes N processes x batch B draw exactly what one
-    process with batch N*B draws, so multi-GPU runs repeat single-GPU ones.
-    """
-    return [(seed * 1_000_003 + micro_step) * 4096 + first + i for i in range(count)]
-
-
-def training_loss(transformer: torch.nn.Module, objective: FlowMatchObjective, batch: Mapping[str, torch.Tensor],
-                  task: str, seeds: Union[int, Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
-    """One flow-matching loss on encoded tensors (see cache.encode_batch); each sample's noise and level drawn
-    from its own seed (an int seeds the first sample and counts up).
-
-    Returns (loss, sigmas). The DiT sees x_t (plus ``y`` for i2v) at timestep 1000 s, and the fp32 MSE
-    against e - x0 is weighted per sample.
-    """
-    x0 = batch["latents"].float()
-    device, dtype = x0.device, next(transformer.parameters()).dtype
-    seeds = range(seeds, seeds + x0.shape[0]) if isinstance(seeds, int) else seeds
-    if len(seeds) != x0.shape[0]:
-        raise ValueError(f"{len(seeds)} noise seeds for a batch of {x0.shape[0]}")
-    noise = torch.stack([torch.randn(x0.shape[1:], generator=torch.Generator(device).manual_seed(s), device=device)
-                         for s in seeds])
-    drawn = [objective.sample(1, torch.Generator().manual_seed(s)) for s in seeds]
-    sigmas, weights = torch.cat([d[0] for d in drawn]), torch.cat([d[1] for d in drawn])
-    hidden = objective.noisy_input(x0, noise, sigmas)
-    image = None
-    if task == "i2v":
-        hidden = torch.cat([hidden, batch["y"].float()], dim=1)
-        image = batch["image_embeds"].to(dtype)
-    prediction = transformer(hidden_states=hidden.to(dtype), timestep=objective.timesteps(sigmas).to(device),
-                             encoder_hidden_states=batch["prompt_embeds"].to(dtype),
-                             encoder_hidden_states_image=image, return_dict=False)[0]
-    return objective.loss(prediction, x0, noise, weights), sigmas
 
 
 def _weight_dtype(mixed_precision: str) -> torch.dtype:
