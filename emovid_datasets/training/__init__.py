@@ -16,4 +16,4 @@ _EXPORTS = {
     "FlowMatchObjective": "objective", "LatentCache": "cache",
 }
 __all__ = sorted(_EXPORTS)
-__getattr__ = lazy_exports(__name__, _EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -1,0 +1,32 @@
+"""The package's import surface: names load on first use, and light modules stay light."""
+
+import subprocess
+import sys
+
+import pytest
+
+import emovid_datasets
+import emovid_datasets.training
+
+
+def imported_after(statement: str) -> set[str]:
+    """Top-level modules a fresh interpreter has imported after running ``statement``."""
+    code = f"import sys; {statement}; print(' '.join(sorted({{m.split('.')[0] for m in sys.modules}})))"
+    return set(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split())
+
+
+def test_training_step_modules_do_not_import_datasets_or_pyav():
+    """The step benchmark runs where only torch, diffusers and peft are installed (e.g. a bare GPU image)."""
+    loaded = imported_after("import emovid_datasets.training.objective, emovid_datasets.training.lora, "
+                            "emovid_datasets.training.models, emovid_datasets.taxonomy")
+    assert "torch" in loaded and not loaded & {"datasets", "av", "pyarrow"}
+    assert not imported_after("import emovid_datasets") & {"datasets", "av", "torch"}
+
+
+def test_exported_names_resolve_and_are_listed():
+    for package in (emovid_datasets, emovid_datasets.training):
+        for name in package.__all__:
+            assert getattr(package, name) is not None and name in dir(package)
+    assert emovid_datasets.load_emovid.__module__ == "emovid_datasets.loading"
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        emovid_datasets.nope  # noqa: B018
