@@ -16,7 +16,8 @@ from emovid_datasets.training.lora import (COMFYUI_FILE, DIFFUSERS_FILE, add_lor
                                            save_comfyui_lora, save_diffusers_lora, to_original_keys)
 from emovid_datasets.training.models import build_tiny, load_pipeline
 from emovid_datasets.training.objective import FlowMatchObjective, diffsynth_table, training_loss
-from emovid_datasets.training.trainer import TrainConfig, train
+from emovid_datasets.training.config import TrainConfig
+from emovid_datasets.training.trainer import train
 from emovid_datasets.training.data import load_rows
 from factory import corrupt_clip, make_dataset
 

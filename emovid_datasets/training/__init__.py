@@ -8,7 +8,7 @@ from __future__ import annotations
 from ..lazy import lazy_exports
 
 _EXPORTS = {
-    "TrainConfig": "trainer", "TrainResult": "trainer", "train": "trainer",
+    "TrainConfig": "config", "TrainResult": "trainer", "train": "trainer",
     "GenerateResult": "generate", "generate": "generate", "parse_lora": "generate",
     "DIFFSYNTH_TARGETS": "lora", "IMAGE_KV_TARGETS": "lora", "add_lora": "lora",
     "save_comfyui_lora": "lora", "save_diffusers_lora": "lora",

@@ -11,7 +11,8 @@ _DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 
 
 def _train(args: argparse.Namespace) -> int:
-    from .trainer import config_from_args, train
+    from .config import config_from_args
+    from .trainer import train
 
     result = train(config_from_args(args))
     if result.lora_path is not None:  # the main process writes the LoRA; the others have nothing to report

@@ -7,96 +7,29 @@ original Wan keys), ``training_config.json``, ``loss.csv`` + ``loss.jsonl`` (one
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import importlib.util
 import json
 import logging
 import math
 import os
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Optional
+from typing import Any, Iterator, Optional
 
 import torch
 
 from ..atomic import atomic_write_text
 from .cache import LatentCache, encode_batch, fill_cache
+from .checkpoints import LossLog, resume_point, save_checkpoint
+from .config import CONFIG_FILE, TrainConfig
 from .data import adapter_clips, epoch_order, load_rows, local_rows
-from .lora import (COMFYUI_FILE, add_lora, load_lora_state, lora_state_dict, save_comfyui_lora,
-                   save_diffusers_lora)
-from .models import TEXT_LEN, check_task, load_pipeline
+from .lora import COMFYUI_FILE, add_lora, load_lora_state, save_comfyui_lora, save_diffusers_lora
+from .models import TEXT_LEN, load_pipeline
 from .objective import FlowMatchObjective, sample_seeds, training_loss
 
 log = logging.getLogger(__name__)
-
-CHECKPOINTS = "checkpoints"
-CONFIG_FILE = "training_config.json"
-LOSS_FIELDS = ("step", "epoch", "loss", "lr", "sigma", "seconds")
-# Settings a resumed run must share with the run that wrote the checkpoint.
-RESUME_KEYS = ("task", "model", "data", "split", "sources", "limit", "rank", "alpha", "image_kv", "batch_size",
-               "gradient_accumulation", "seed", "num_frames", "height", "width")
-
-
-@dataclass
-class TrainConfig:
-    """Everything `emovid train` takes; defaults are the EmoVid paper's recipe (r32, lr 1e-4, 3 epochs, bs 1)."""
-
-    task: str
-    model: str
-    data: str
-    output: str
-    config: str = "default"
-    split: str = "train"
-    sources: Optional[list[str]] = None
-    limit: Optional[int] = None
-    prompt: str = "caption+emotion"
-    num_frames: int = 81
-    height: int = 480
-    width: int = 832
-    fps: float = 16.0
-    rank: int = 32
-    alpha: float = 32.0
-    image_kv: bool = False
-    lr: float = 1e-4
-    weight_decay: float = 1e-2
-    lr_scheduler: str = "constant"
-    lr_warmup_steps: int = 0
-    max_grad_norm: Optional[float] = None
-    epochs: int = 3
-    batch_size: int = 1
-    max_steps: Optional[int] = None
-    gradient_accumulation: int = 1
-    mixed_precision: str = "no"
-    gradient_checkpointing: bool = False
-    timestep_sampling: str = "diffsynth"
-    shift: float = 5.0
-    seed: int = 42
-    resume: Optional[str] = None
-    no_cache: bool = False
-    cache_dir: Optional[str] = None
-    checkpoint_every: int = 500
-    keep_checkpoints: int = 3
-
-    def validate(self) -> "TrainConfig":
-        """Check the shape and count arguments; raise ValueError naming the bad one."""
-        check_task(self.task)
-        if self.num_frames < 1 or (self.num_frames - 1) % 4:
-            raise ValueError(f"--num-frames must be 4k+1 (e.g. 81, 49, 9), got {self.num_frames}")
-        if self.height % 16 or self.width % 16 or self.height <= 0 or self.width <= 0:
-            raise ValueError(f"--height and --width must be positive multiples of 16, got {self.height}x{self.width}")
-        for name in ("epochs", "batch_size", "gradient_accumulation", "checkpoint_every", "rank", "keep_checkpoints"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
-        for name in ("max_steps", "limit"):
-            if getattr(self, name) is not None and getattr(self, name) < 1:
-                raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
-        if self.mixed_precision not in ("no", "fp16", "bf16"):
-            raise ValueError(f"--mixed-precision must be no, fp16 or bf16, got {self.mixed_precision!r}")
-        FlowMatchObjective(self.timestep_sampling, self.shift)
-        return self
 
 
 @dataclass
@@ -110,81 +43,8 @@ class TrainResult:
     comfyui_path: Optional[Path] = None
 
 
-class LossLog:
-    """Per-step loss rows appended to ``loss.csv`` and ``loss.jsonl``; on resume, rows past the checkpoint go."""
-
-    def __init__(self, directory: Path, keep_until: Optional[int]) -> None:
-        self.csv, self.jsonl = directory / "loss.csv", directory / "loss.jsonl"
-        if keep_until is None:
-            for path in (self.csv, self.jsonl):
-                path.unlink(missing_ok=True)
-        else:
-            self._truncate(keep_until)
-        if not self.csv.exists():
-            atomic_write_text(self.csv, ",".join(LOSS_FIELDS) + "\n")
-
-    def _truncate(self, step: int) -> None:
-        if self.jsonl.exists():
-            rows = [json.loads(line) for line in self.jsonl.read_text().splitlines() if line.strip()]
-            rows = [r for r in rows if r["step"] <= step]
-            atomic_write_text(self.jsonl, "".join(json.dumps(r) + "\n" for r in rows))
-            atomic_write_text(self.csv, ",".join(LOSS_FIELDS) + "\n"
-                              + "".join(",".join(str(r[k]) for k in LOSS_FIELDS) + "\n" for r in rows))
-
-    def append(self, row: Mapping[str, Any]) -> None:
-        with self.csv.open("a", newline="") as f:
-            csv.writer(f).writerow([row[k] for k in LOSS_FIELDS])
-        with self.jsonl.open("a") as f:
-            f.write(json.dumps(dict(row)) + "\n")
-
-
 def _weight_dtype(mixed_precision: str) -> torch.dtype:
     return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(mixed_precision, torch.float32)
-
-
-def latest_checkpoint(output: Path) -> Optional[Path]:
-    """The newest complete ``checkpoints/step-*`` folder under ``output``, or None."""
-    found = sorted((output / CHECKPOINTS).glob("step-*"))
-    found = [p for p in found if (p / "state.json").exists()]
-    return found[-1] if found else None
-
-
-def save_checkpoint(output: Path, transformer: torch.nn.Module, optimizer, scheduler, state: dict, keep: int) -> Path:
-    """Write adapter + optimiser + scheduler + position into ``checkpoints/step-N`` atomically; prune old ones."""
-    from safetensors.torch import save_file
-
-    final = output / CHECKPOINTS / f"step-{state['global_step']:08d}"
-    tmp = final.with_name(f".{final.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    save_file({k: v.cpu() for k, v in lora_state_dict(transformer).items()}, str(tmp / "adapter.safetensors"))
-    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-    torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
-    (tmp / "state.json").write_text(json.dumps(state, indent=2))
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(tmp, final)
-    for old in sorted((output / CHECKPOINTS).glob("step-*"))[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
-    return final
-
-
-def _resume_point(cfg: TrainConfig, output: Path) -> Optional[Path]:
-    if not cfg.resume:
-        return None
-    point = latest_checkpoint(output) if cfg.resume == "latest" else Path(cfg.resume)
-    if point is None:
-        log.info("no checkpoint under %s; starting from step 0", output / CHECKPOINTS)
-        return None
-    if not (point / "state.json").exists():
-        raise FileNotFoundError(f"{point}: not a training checkpoint (no state.json)")
-    saved = output / CONFIG_FILE
-    if saved.exists():
-        before = json.loads(saved.read_text())
-        changed = [k for k in RESUME_KEYS if k in before and before[k] != getattr(cfg, k)]
-        if changed:
-            raise ValueError(f"cannot resume {point}: {', '.join(changed)} differ from the checkpointed run "
-                             f"({', '.join(f'{k}={before[k]!r}' for k in changed)})")
-    return point
 
 
 class _Batches:
@@ -273,7 +133,7 @@ def train(cfg: TrainConfig) -> TrainResult:
     cfg.validate()
     output = Path(cfg.output)
     output.mkdir(parents=True, exist_ok=True)
-    resume_from = _resume_point(cfg, output)
+    resume_from = resume_point(cfg, output)
     tensorboard = importlib.util.find_spec("tensorboard") is not None
     accelerator = Accelerator(mixed_precision=cfg.mixed_precision,
                               gradient_accumulation_steps=cfg.gradient_accumulation,
@@ -415,9 +275,3 @@ def train(cfg: TrainConfig) -> TrainResult:
     AcceleratorState._reset_state()
     GradientState._reset_state()
     return result
-
-
-def config_from_args(args: Any) -> TrainConfig:
-    """A TrainConfig from an argparse namespace holding the same names."""
-    names = [f.name for f in dataclasses.fields(TrainConfig)]
-    return TrainConfig(**{name: getattr(args, name) for name in names if hasattr(args, name)})
