@@ -138,6 +138,8 @@ def test_markov_analysis_valence_mass_and_bootstrap():
     low, high = np.array(result["bootstrap"]["low"]), np.array(result["bootstrap"]["high"])
     assert (low <= high).all() and np.allclose(low[E["disgust"]], 1 / 8) and np.allclose(high[E["disgust"]], 1 / 8)
     assert result["mle"][E["disgust"]] == [None] * K
+    with pytest.raises(ValueError, match="alpha must be > 0"):  # unseen rows would leave pi undefined
+        markov_analysis(movie_rows(), alpha=0.0)
     # Identical films: every bootstrap sample equals the point estimate.
     film = transition_counts([["fear", "anger", "fear"]])
     lo, hi = bootstrap_intervals(np.stack([film, film, film]), alpha=1.0, n_boot=50)

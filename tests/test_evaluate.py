@@ -163,3 +163,24 @@ def test_classifier_failures_leave_only_those_clips_out_of_ea(setup):
     assert failed == ["sticker-excitement-01", "sticker-sadness-01"]
     assert result["overall"]["ea8"]["n"] == 4 and result["overall"]["ea8"]["value"] == 75.0
     assert result["overall"]["ea2"]["value"] == 100.0 and result["per_source"]["sticker"]["ea8"] is None
+
+
+class AbstainsOnExcitement(HueClassifier):
+    """Answers an all-zero row for excitement-coloured videos, as the VLM labeller does for an unparsable reply."""
+
+    def predict_proba(self, videos):
+        probs = super().predict_proba(videos)
+        probs[probs[:, EMOTIONS.index("excitement")] > 0] = 0.0
+        return probs
+
+
+def test_a_row_without_probability_mass_is_left_out_of_ea_not_counted_as_amusement(setup):
+    from emovid_datasets.evaluation.evaluate import evaluate
+    from emovid_datasets.evaluation.extractors import OrderedClassifier
+
+    bench = load_emovid(str(setup["dataset"]), split="benchmark", decode_media=False)
+    result = evaluate(setup["generated"], bench, "t2v", classifier=OrderedClassifier(AbstainsOnExcitement()))
+    abstained = [c for c in result["per_clip"] if c["predicted"] is None]
+    assert sorted(c["clip_id"] for c in abstained) == ["sticker-excitement-01", "sticker-sadness-01"]  # excitement hue
+    assert all("no emotion" in c["classifier_error"] for c in abstained)
+    assert result["overall"]["ea8"]["n"] == len(result["per_clip"]) - 2

@@ -102,6 +102,7 @@ def test_wilson_interval_and_ea_scores_by_hand():
     assert scores["ea2"]["value"] == 75.0 and scores["ea2"]["n"] == 4
     assert scores["ea2"]["ci_low"] == pytest.approx(100 * wilson_interval(3, 4)[0])
     assert argmax_emotions(np.eye(8)[[3, 7]]) == ["excitement", "sadness"]
+    assert argmax_emotions(np.zeros((1, 8))) == [None]  # a classifier that could not answer names no emotion
     with pytest.raises(ValueError, match=r"\(N, 8\)"):
         argmax_emotions(np.ones((2, 3)))
 

@@ -122,7 +122,13 @@ def _nan_to_none(matrix: np.ndarray) -> list[list[float | None]]:
 
 def markov_analysis(rows: Iterable[Mapping[str, Any]], alpha: float = 1.0, n_boot: int = 1000,
                     seed: int = 0) -> dict[str, Any]:
-    """The full transition analysis as JSON-ready data (matrices are lists of rows in EMOTIONS order)."""
+    """The full transition analysis as JSON-ready data (matrices are lists of rows in EMOTIONS order).
+
+    ``alpha`` must be positive: the stationary distribution needs every row defined (the unsmoothed
+    estimate, with undefined rows for emotions never left, is reported as ``mle`` anyway).
+    """
+    if not alpha > 0:
+        raise ValueError(f"--alpha must be > 0 (the smoothing the stationary distribution needs), got {alpha}")
     chains = film_chains(rows)
     film_counts = np.stack([transition_counts(runs) for runs in chains.values()]) if chains \
         else np.zeros((0, K, K), dtype=np.int64)

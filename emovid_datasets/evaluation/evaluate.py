@@ -217,6 +217,9 @@ def _classify(per_clip: list[dict[str, Any]], files: Mapping[str, Path], classif
                     c["classifier_error"] = str(exc)
                     labels.append(None)
         for c, label in zip(batch, labels):
+            if label is None and "classifier_error" not in c:
+                log.warning("%s: the classifier gave no emotion; left out of EA", files[c["clip_id"]])
+                c["classifier_error"] = "no emotion in the classifier's answer"
             c["predicted"] = label
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Optional, Sequence
 
 import numpy as np
 from scipy import stats as sps
@@ -130,9 +130,10 @@ def ea_scores(predicted: Sequence[str], targets: Sequence[str], level: float = 0
     }
 
 
-def argmax_emotions(probabilities: np.ndarray) -> list[str]:
-    """The emotion name of each row's largest probability (columns in EMOTIONS order)."""
+def argmax_emotions(probabilities: np.ndarray) -> list[Optional[str]]:
+    """The emotion name of each row's largest probability (columns in EMOTIONS order); None for a row with
+    no probability mass, which is how a classifier says it could not answer (e.g. an unparsable VLM reply)."""
     probabilities = np.asarray(probabilities)
     if probabilities.ndim != 2 or probabilities.shape[1] != len(EMOTIONS):
         raise ValueError(f"classifier output must be (N, {len(EMOTIONS)}), got {probabilities.shape}")
-    return [EMOTIONS[i] for i in probabilities.argmax(axis=1)]
+    return [EMOTIONS[i] if row.sum() > 0 else None for i, row in zip(probabilities.argmax(axis=1), probabilities)]
