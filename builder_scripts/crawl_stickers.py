@@ -118,8 +118,7 @@ def fetch_sticker(item: Mapping[str, Any], *, clips_dir: Path, timeout: float, b
         to_mp4({"bytes": data, "path": url}, dst, keep_audio=False)
         info = probe(dst)
     except MediaError as exc:
-        reason = str(exc).split(": ", 1)[-1]  # drop to_mp4's "<N bytes>" name: the URL says more
-        raise MediaError(f"undecodable {item['media_format']} download from {url}: {reason}") from exc
+        raise MediaError(f"undecodable {item['media_format']} download: {exc}") from exc
     if info.num_frames < 2:
         dst.unlink()
         raise MediaError(f"static sticker (a single frame) at {url}; use --searchfilter sticker,-static")

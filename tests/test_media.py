@@ -61,3 +61,8 @@ def test_corrupt_input_names_the_file(tmp_path):
     bad.write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"garbage" * 50)
     with pytest.raises(MediaError, match="broken.mp4"):
         probe(bad)
+    # a datasets {bytes, path} entry is read from its bytes but named by its path
+    entry = {"bytes": bad.read_bytes(), "path": "clips/sticker-fear-007.mp4"}
+    for reader in (probe, read_frames, lambda src: decode_audio(src, sample_rate=16000)):
+        with pytest.raises(MediaError, match="clips/sticker-fear-007.mp4"):
+            reader(entry)

@@ -24,15 +24,21 @@ def describe(src: MediaSource) -> str:
     return os.fspath(src)
 
 
-def open_input(src: MediaSource, **kwargs: Any) -> av.container.InputContainer:
-    """Open ``src`` for reading; raise MediaError naming the input when PyAV cannot."""
+def media_payload(src: MediaSource) -> Union[bytes, str]:
+    """The bytes or the path a decoder should read: a ``{bytes, path}`` entry's bytes when it has them
+    (datasets embeds them), else its path; raise MediaError when it has neither."""
     if isinstance(src, dict):
         data = src.get("bytes")
         src = data if data is not None else src.get("path")
         if src is None:
             raise MediaError("media entry has neither bytes nor path")
-    target: Any = io.BytesIO(bytes(src)) if isinstance(src, (bytes, bytearray, memoryview)) else os.fspath(src)
+    return bytes(src) if isinstance(src, (bytes, bytearray, memoryview)) else os.fspath(src)
+
+
+def open_input(src: MediaSource, **kwargs: Any) -> av.container.InputContainer:
+    """Open ``src`` for reading; raise MediaError naming the input (its path where it has one) when PyAV cannot."""
+    payload = media_payload(src)
     try:
-        return av.open(target, mode="r", **kwargs)
+        return av.open(io.BytesIO(payload) if isinstance(payload, bytes) else payload, mode="r", **kwargs)
     except (av.FFmpegError, OSError) as exc:
         raise MediaError(f"{describe(src)}: cannot open media ({exc})") from exc

@@ -15,7 +15,7 @@ import av
 import numpy as np
 
 from emovid_datasets.media import MediaError, MediaSource, open_input
-from emovid_datasets.media.container import describe
+from emovid_datasets.media.container import describe, media_payload
 
 from .resize import ResizePlan
 from .sampling import TIME_EPS
@@ -118,13 +118,8 @@ def torchcodec_decoder(src: Any) -> Any:
         return src
     from torchcodec.decoders import VideoDecoder
 
-    if isinstance(src, dict):
-        src = src.get("bytes") if src.get("bytes") is not None else src.get("path")
-        if src is None:
-            raise MediaError("media entry has neither bytes nor path")
-    data = bytes(src) if isinstance(src, (bytearray, memoryview)) else src
     try:
-        return VideoDecoder(data)
+        return VideoDecoder(media_payload(src))
     except (RuntimeError, ValueError) as exc:
         raise MediaError(f"{describe(src)}: torchcodec cannot open it ({exc})") from exc
 
