@@ -15,7 +15,7 @@ import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Optional, Sequence, Union
 
 import datasets
 from datasets.utils.metadata import MetadataConfigs
@@ -101,10 +101,15 @@ def _write_split(ds: datasets.Dataset, folder: Path, split: str, max_shard_bytes
         with atomic_path(path) as tmp:
             shard.to_parquet(str(tmp), batch_size=max(1, ROW_GROUP_BYTES // avg_row))
         written.append(path)
-    for stale in folder.glob(f"{split}-*.parquet"):
-        if stale not in written and SHARD_NAME.match(stale.name):
-            stale.unlink()
+    _remove_stale_shards(folder, split, keep=written)
     return written
+
+
+def _remove_stale_shards(folder: Path, split: str, keep: Sequence[Path] = ()) -> None:
+    """Delete ``split``'s shards in ``folder`` that this build did not write (e.g. when the shard count fell)."""
+    for stale in folder.glob(f"{split}-*.parquet"):
+        if stale not in keep and SHARD_NAME.match(stale.name):
+            stale.unlink()
 
 
 def write_shards(
@@ -113,29 +118,28 @@ def write_shards(
     *,
     max_shard_size: Union[int, str] = DEFAULT_MAX_SHARD_SIZE,
     min_shards: int = DEFAULT_MIN_SHARDS,
-    cache_dir: Optional[Union[str, Path]] = None,
 ) -> ExportResult:
-    """Build every config and split from ``manifest`` into ``out_dir/data`` and return what was written."""
+    """Build every config and split from ``manifest`` into ``out_dir/data`` and return what was written.
+
+    Shards of a config or split that no longer has rows (a source or the benchmark dropped since the last
+    build) are removed, so the folder only ever holds this build.
+    """
     out_dir = Path(out_dir)
     max_bytes = parse_size(max_shard_size)
     with tempfile.TemporaryDirectory(prefix="emovid-build-") as tmp_cache:
-        builder = EmoVidBuilder(config_name="default", manifest=str(manifest), cache_dir=str(cache_dir or tmp_cache))
+        builder = EmoVidBuilder(config_name="default", manifest=str(manifest), cache_dir=tmp_cache)
         builder.download_and_prepare(download_mode=datasets.DownloadMode.FORCE_REDOWNLOAD)
         full = builder.as_dataset()
         result = ExportResult(root=out_dir, rejects=list(builder.rejects))
         for config in CONFIGS:
             for split in SPLITS:
-                if split not in full:
-                    continue
-                ds = full[split]
-                if config != "default":
-                    label = SOURCES.index(config)
-                    ds = ds.filter(lambda sources: [s == label for s in sources], input_columns="source",
-                                   batched=True)
                 folder = out_dir / "data" / config
-                if len(ds) == 0:
-                    for stale in folder.glob(f"{split}-*.parquet"):
-                        stale.unlink()
+                ds = full[split] if split in full else None
+                if ds is not None and config != "default":
+                    ds = ds.filter(lambda sources, label: [s == label for s in sources], input_columns="source",
+                                   batched=True, fn_kwargs={"label": SOURCES.index(config)})
+                if ds is None or len(ds) == 0:
+                    _remove_stale_shards(folder, split)
                     continue
                 result.shards[(config, split)] = _write_split(ds, folder, split, max_bytes, min_shards)
                 result.num_rows[(config, split)] = len(ds)

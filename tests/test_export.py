@@ -128,6 +128,13 @@ def test_rebuild_is_deterministic_and_removes_stale_shards(tmp_path, built):
     assert _digests(copy / "data") == _digests(root / "dataset" / "data")
     assert (copy / "README.md").read_text() == (root / "dataset" / "README.md").read_text()
 
+    # a rebuild without a benchmark split (or without a source) leaves none of its old shards behind
+    rows = [dict(r, split="train") for r in pq.read_table(manifest).to_pylist() if r["source"] != "movie"]
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "manifest.parquet")
+    build_dataset(tmp_path / "manifest.parquet", copy, min_shards=3)
+    assert not list((copy / "data").glob("*/benchmark-*.parquet")) and not list((copy / "data" / "movie").iterdir())
+    assert load_emovid(str(copy), "default", split="train", decode_media=False).num_rows == len(rows) - 1  # broken
+
 
 def test_local_path_origin_is_rejected(tmp_path, built):
     _, manifest = built
