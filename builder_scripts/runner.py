@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterable, Sequence, Union
 
 from tqdm.auto import tqdm
 
-from emovid_datasets.atomic import atomic_write_text
+from emovid_datasets.atomic import atomic_write_text, remove_leftovers
 
 from .manifest import read_manifest, read_rejects, reject, write_manifest, write_rejects
 
@@ -84,6 +84,8 @@ def run_stage(
     """Apply ``work`` to every input not yet done and maintain ``out_dir``'s manifest and rejects."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    if remove_leftovers(out_dir):
+        log.info("%s: removed unfinished files a killed run left in %s", stage, out_dir)
     key_of = (lambda item: str(item[input_key])) if isinstance(input_key, str) else input_key
     rows = {r["clip_id"]: r for r in read_manifest(out_dir)}
     produced = {r.get("input_id") for r in rows.values()}

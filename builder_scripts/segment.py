@@ -367,12 +367,6 @@ def _segment_one(item: dict[str, Any], *, clips_dir: str, min_seconds: float, ma
     return outcome
 
 
-def _remove_partial_clips(clips_dir: Path) -> None:
-    """Delete unfinished MP4s a killed run left behind (Mp4Writer's atomic temporaries)."""
-    for leftover in clips_dir.glob(".*.tmp-*"):
-        leftover.unlink(missing_ok=True)
-
-
 def run_segment(videos: Sequence[dict[str, Any]], out_dir: Union[str, Path], *, min_seconds: float = 4.0,
                 max_seconds: float = 30.0, workers: int = 1, progress: bool = True) -> StageSummary:
     """Cut every source video (dicts with ``clip_id``, ``video_path`` and metadata to carry) into shots.
@@ -384,8 +378,6 @@ def run_segment(videos: Sequence[dict[str, Any]], out_dir: Union[str, Path], *, 
     if not 0 < min_seconds <= max_seconds:
         raise ValueError(f"need 0 < min_seconds <= max_seconds, got {min_seconds} and {max_seconds}")
     clips_dir = Path(out_dir) / "clips"
-    if clips_dir.is_dir():
-        _remove_partial_clips(clips_dir)
     work = functools.partial(_segment_one, clips_dir=str(clips_dir), min_seconds=min_seconds,
                              max_seconds=max_seconds)
     return run_stage(STAGE, list(videos), work, out_dir, workers=workers, checkpoint_every=1, progress=progress)

@@ -123,8 +123,10 @@ def test_rebuild_is_deterministic_and_removes_stale_shards(tmp_path, built):
     shutil.copytree(root / "dataset", copy)
     stale = copy / "data" / "default" / "train-00007-of-00009.parquet"
     stale.write_bytes(b"old shard")
+    killed = copy / "data" / "sticker" / ".train-00000-of-00003.parquet.tmp-0a1b2c3d.parquet"  # a killed build's
+    killed.write_bytes(b"half a shard")
     build_dataset(manifest, copy, min_shards=3)
-    assert not stale.exists()
+    assert not stale.exists() and not killed.exists()
     assert _digests(copy / "data") == _digests(root / "dataset" / "data")
     assert (copy / "README.md").read_text() == (root / "dataset" / "README.md").read_text()
 
