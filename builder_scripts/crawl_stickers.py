@@ -43,6 +43,7 @@ KEY_ENV = "TENOR_API_KEY"
 MAX_PAGES_PER_QUERY = 200
 # Pages failing one after another mean the service is down: stop searching (a re-run resumes).
 MAX_FAILED_PAGES_IN_A_ROW = 3
+CLIENT_OPTIONS = ("endpoint", "rps", "locale", "contentfilter", "searchfilter", "client_key")  # TenorClient's
 
 
 @dataclass
@@ -293,14 +294,23 @@ def client_from_env(*, endpoint: str = DEFAULT_ENDPOINT, media_format: str = "gi
                        backoff=Backoff(max_retries=max_retries), **options)
 
 
+def crawl_from_env(out_dir: Union[str, Path], *, media_format: str = "gif", max_retries: int = 5,
+                   timeout: float = 30.0, **options: Any) -> CrawlSummary:
+    """`crawl_stickers` with a client from the environment: what the CLI and the pipeline both call, so
+    ``max_retries`` and ``timeout`` govern the search API and the downloads alike. ``options`` holds the
+    client's settings (CLIENT_OPTIONS) and the crawl's (per_emotion, limit, workers, ...)."""
+    client = client_from_env(media_format=media_format, max_retries=max_retries, timeout=timeout,
+                             **{k: options.pop(k) for k in CLIENT_OPTIONS if k in options})
+    return crawl_stickers(out_dir, client, media_format=media_format, timeout=timeout,
+                          download_backoff=Backoff(max_retries=max_retries), **options)
+
+
 def _command(args: argparse.Namespace) -> int:
-    client = client_from_env(endpoint=args.endpoint, media_format=args.media_format, max_retries=args.max_retries,
-                             client_key=args.client_key, searchfilter=args.searchfilter,
-                             contentfilter=args.contentfilter, locale=args.locale, rps=args.rps,
-                             timeout=args.timeout)
-    summary = crawl_stickers(args.out, client, per_emotion=args.per_emotion, media_format=args.media_format,
-                             limit=args.limit, workers=args.workers, retry_rejects=args.retry_rejects,
-                             timeout=args.timeout, download_backoff=Backoff(max_retries=args.max_retries))
+    summary = crawl_from_env(args.out, media_format=args.media_format, max_retries=args.max_retries,
+                             timeout=args.timeout, endpoint=args.endpoint, client_key=args.client_key,
+                             searchfilter=args.searchfilter, contentfilter=args.contentfilter, locale=args.locale,
+                             rps=args.rps, per_emotion=args.per_emotion, limit=args.limit, workers=args.workers,
+                             retry_rejects=args.retry_rejects)
     return 1 if summary.halted or not sum(summary.kept.values()) else 0
 
 

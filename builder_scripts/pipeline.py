@@ -93,13 +93,9 @@ class Pipeline:
                        metadata=self.path(opts["metadata"]) if opts.get("metadata") else None,
                        max_side=opts.get("max_side"))
         elif "crawl" in spec:
-            from .crawl_stickers import client_from_env, crawl_stickers
+            from .crawl_stickers import crawl_from_env
 
-            opts = dict(spec["crawl"])  # client settings; the rest (per_emotion, media_format, ...) is the crawl's
-            client_keys = ("endpoint", "rps", "locale", "contentfilter", "searchfilter", "client_key", "max_retries")
-            client = client_from_env(media_format=opts.get("media_format", "gif"),
-                                     **{k: opts.pop(k) for k in client_keys if k in opts})
-            crawl_stickers(out, client, workers=self.workers, progress=self.progress, **opts)
+            crawl_from_env(out, workers=self.workers, progress=self.progress, **spec["crawl"])
         elif "fetch" in spec:
             from .fetch_movies import run_fetch_movies
 

@@ -338,3 +338,17 @@ def test_kill_and_resume_finishes_with_no_duplicate_and_no_loss(tmp_path):
     assert searched_before >= 10 and searches <= pages_total + 2
     assert "GET /v2/search?key=REDACTED" in outputs[1]  # urllib3's debug lines, scrubbed
     assert all(KEY not in output for output in outputs)
+
+
+def test_crawl_from_env_takes_a_config_section_of_client_and_crawl_settings(tmp_path, monkeypatch):
+    """What `emovid-build run` passes from its YAML `crawl:` section; max_retries reaches the search API too."""
+    from builder_scripts.crawl_stickers import crawl_from_env
+
+    monkeypatch.setenv("TENOR_API_KEY", KEY)
+    with TenorServer(CATALOGUE, key=KEY) as server:
+        server.fail_next(503)  # the first search answer fails once: one retry gets past it
+        section = {"endpoint": server.endpoint, "rps": 1000, "max_retries": 1, "timeout": 5, "per_emotion": 2,
+                   "limit": 2, "queries": QUERIES}
+        summary = crawl_from_env(tmp_path, progress=False, **section)
+    assert summary.kept == {"amusement": 2, "sadness": 2} and not summary.halted
+    assert len(read_manifest(tmp_path)) == 4
