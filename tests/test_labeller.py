@@ -162,3 +162,26 @@ def test_vlm_labeller_without_weights_fails_naming_the_model(tmp_path):
     labeller = VLMLabeller(str(tmp_path / "no-such-model"))
     with pytest.raises(OSError, match="no-such-model"):
         labeller.predict([clip])
+
+
+def test_a_missing_sound_track_is_silence_and_a_broken_one_is_reported(tmp_path, monkeypatch, caplog):
+    import logging
+
+    from emovid_datasets.labelling import features
+    from factory import make_video
+
+    silent = make_video(tmp_path / "silent.mp4", audio=False)
+    loud = make_video(tmp_path / "tone.mp4", audio=True)
+    with caplog.at_level(logging.WARNING, logger="emovid"):
+        assert features.audio_features(silent)["has_audio"] == 0.0
+        assert features.audio_features(loud)["has_audio"] == 1.0
+    assert not caplog.records  # no sound track is normal (stickers): nothing to warn about
+
+    def broken(src, **kwargs):
+        raise MediaError(f"{src}: audio decoding failed (Invalid data found when processing input)")
+
+    monkeypatch.setattr(features, "decode_audio", broken)
+    with caplog.at_level(logging.WARNING, logger="emovid"):
+        assert features.audio_features(loud) == {"audio_rms_db": features.SILENCE_DB, "audio_zcr": 0.0,
+                                                 "has_audio": 0.0}
+    assert any("tone.mp4: audio decoding failed" in r.getMessage() for r in caplog.records)

@@ -6,11 +6,15 @@ at a small size, so a feature vector costs a fraction of a second even for a lon
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 
 from ..color import rgb_to_hsv
-from ..media import MediaError, MediaSource, decode_audio, iter_frames, probe
+from ..media import MediaError, MediaSource, NoAudioStream, decode_audio, iter_frames, probe
 from ..media.container import describe
+
+log = logging.getLogger("emovid")
 
 HUE_BINS = 8
 FEATURE_NAMES: tuple[str, ...] = (
@@ -57,10 +61,14 @@ def motion_features(frames: np.ndarray) -> dict[str, float]:
 
 
 def audio_features(video: MediaSource) -> dict[str, float]:
-    """RMS level in dBFS and zero-crossing rate of the sound track (silence values when there is none)."""
+    """RMS level in dBFS and zero-crossing rate of the sound track (silence values when there is none, and
+    with a warning when there is one that does not decode, so the clip is still labelled from its picture)."""
     try:
         samples = decode_audio(video, sample_rate=AUDIO_RATE)[0]
-    except MediaError:
+    except NoAudioStream:
+        samples = np.zeros(0, dtype=np.float32)
+    except MediaError as exc:
+        log.warning("%s; its sound is scored as silence", exc)
         samples = np.zeros(0, dtype=np.float32)
     if samples.size == 0:
         return {"audio_rms_db": SILENCE_DB, "audio_zcr": 0.0, "has_audio": 0.0}

@@ -1,6 +1,6 @@
 """PyAV-based media helpers: probe, frame decoding, audio extraction and MP4 conversion."""
 
-from .audio import decode_audio, extract_flac
+from .audio import NoAudioStream, decode_audio, extract_flac
 from .container import MediaError, MediaSource, open_input
 from .frames import Frame, iter_frames, read_frames
 from .probe import MediaInfo, probe
@@ -8,5 +8,5 @@ from .transcode import Mp4Writer, even, to_mp4
 
 __all__ = [
     "Frame", "MediaError", "MediaInfo", "MediaSource", "Mp4Writer", "decode_audio", "even",
-    "extract_flac", "iter_frames", "open_input", "probe", "read_frames", "to_mp4",
+    "NoAudioStream", "extract_flac", "iter_frames", "open_input", "probe", "read_frames", "to_mp4",
 ]

@@ -11,6 +11,10 @@ import numpy as np
 from .container import MediaError, MediaSource, describe, open_input
 
 
+class NoAudioStream(MediaError):
+    """The media has no sound track at all (not an error for a silent clip or a sticker)."""
+
+
 def _resampled_frames(container, fmt: str, layout: Optional[str], rate: Optional[int]):
     stream = container.streams.audio[0]
     resampler = av.AudioResampler(format=fmt, layout=layout or stream.layout.name, rate=rate or stream.rate)
@@ -45,13 +49,16 @@ def extract_flac(src: MediaSource) -> Optional[bytes]:
 
 
 def decode_audio(src: MediaSource, *, sample_rate: int, channels: int = 1) -> np.ndarray:
-    """Decode the first audio stream to float32 (channels, samples) at ``sample_rate``."""
+    """Decode the first audio stream to float32 (channels, samples) at ``sample_rate``.
+
+    Raises NoAudioStream when there is no sound track, MediaError when there is one that cannot be decoded.
+    """
     layout = {1: "mono", 2: "stereo"}.get(channels)
     if layout is None:
         raise ValueError("channels must be 1 or 2")
     with open_input(src) as container:
         if not container.streams.audio:
-            raise MediaError(f"{describe(src)}: no audio stream")
+            raise NoAudioStream(f"{describe(src)}: no audio stream")
         try:
             chunks = [f.to_ndarray() for f in _resampled_frames(container, "fltp", layout, sample_rate)]
         except av.FFmpegError as exc:
