@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 from emovid_datasets.atomic import atomic_write_text
 from emovid_datasets.media import MediaError, probe, to_mp4
+from emovid_datasets.records import read_json_file
 from emovid_datasets.taxonomy import STICKER_QUERIES
 
 from .manifest import read_manifest, read_rejects, reject, write_rejects
@@ -78,7 +79,7 @@ def load_state(out_dir: Path, settings: Mapping[str, Any], queries: Mapping[str,
     path = out_dir / STATE_FILE
     state: dict[str, Any] = {"settings": dict(settings), "queries": {}, "results": {}}
     if path.exists():
-        state = json.loads(path.read_text(encoding="utf-8"))
+        state = read_json_file(path)
         if state.get("settings") != dict(settings):
             raise ValueError(f"{path} belongs to a crawl with other settings ({state.get('settings')}); "
                              f"use another --out or delete that file to start over")
@@ -89,6 +90,7 @@ def load_state(out_dir: Path, settings: Mapping[str, Any], queries: Mapping[str,
 
 
 def save_state(out_dir: Path, state: Mapping[str, Any]) -> None:
+    """Write the crawl state (query cursors, results seen) atomically, so a killed crawl resumes from it."""
     atomic_write_text(out_dir / STATE_FILE, json.dumps(state, indent=1, sort_keys=True))
 
 

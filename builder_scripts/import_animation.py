@@ -13,7 +13,6 @@ import ast
 import csv
 import functools
 import hashlib
-import json
 import logging
 import os
 import re
@@ -24,6 +23,7 @@ import datasets
 
 from emovid_datasets.builder import COLOR_COLUMNS, PROBE_COLUMNS, is_local_path
 from emovid_datasets.media import to_mp4
+from emovid_datasets.records import read_json_file, read_json_lines
 from emovid_datasets.schema import FEATURES, SPLITS
 from emovid_datasets.taxonomy import SOURCES
 
@@ -79,13 +79,12 @@ def read_metadata_file(path: Union[str, os.PathLike]) -> list[dict[str, Any]]:
     """Rows of a CSV, JSONL, or JSON file (a list of objects, or an object mapping file name -> fields)."""
     path = Path(path)
     suffix = path.suffix.lower()
-    text = path.read_text(encoding="utf-8")
     if suffix == ".csv":
-        return [dict(row) for row in csv.DictReader(text.splitlines())]
+        return [dict(row) for row in csv.DictReader(path.read_text(encoding="utf-8").splitlines())]
     if suffix == ".jsonl":
-        rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+        rows = [row for _, row in read_json_lines(path)]
     elif suffix == ".json":
-        data = json.loads(text)
+        data = read_json_file(path)
         rows = data if isinstance(data, list) else [
             {"file": key, **value} for key, value in data.items() if isinstance(value, dict)]
     else:

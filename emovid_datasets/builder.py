@@ -45,20 +45,20 @@ _CITATION = """@inproceedings{qiu2026emovid,
 
 
 def read_table_file(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """Rows of a Parquet, CSV or JSON-lines file."""
+    """Rows of a Parquet, CSV or JSON-lines file (a folder: its manifest.parquet); ValueError naming the file
+    when its content cannot be parsed."""
     path = Path(path)
     if path.is_dir():
         path = path / "manifest.parquet"
-    suffix = path.suffix.lower()
-    if suffix == ".parquet":
-        table = pq.read_table(path)
-    elif suffix == ".csv":
-        table = pacsv.read_csv(path)
-    elif suffix in (".jsonl", ".json"):
-        table = pajson.read_json(path)
-    else:
+    readers = {".parquet": pq.read_table, ".csv": pacsv.read_csv, ".jsonl": pajson.read_json,
+               ".json": pajson.read_json}
+    reader = readers.get(path.suffix.lower())
+    if reader is None:
         raise ValueError(f"{path}: unsupported manifest format (use .parquet, .csv or .jsonl)")
-    return table.to_pylist()
+    try:
+        return reader(path).to_pylist()
+    except pa.ArrowInvalid as exc:  # pyarrow's parse errors do not name the file
+        raise ValueError(f"{path}: cannot read it as a {path.suffix.lstrip('.')} manifest ({exc})") from exc
 
 
 def is_local_path(value: str) -> bool:

@@ -352,3 +352,10 @@ def test_crawl_from_env_takes_a_config_section_of_client_and_crawl_settings(tmp_
         summary = crawl_from_env(tmp_path, progress=False, **section)
     assert summary.kept == {"amusement": 2} and not summary.halted and not read_rejects(tmp_path)
     assert len(read_manifest(tmp_path)) == 2
+
+
+def test_a_damaged_crawl_state_is_named(tmp_path):
+    (tmp_path / STATE_FILE).write_text('{"settings": {"endpoint": ')
+    with TenorServer(CATALOGUE, key=KEY) as server:
+        with pytest.raises(ValueError, match=STATE_FILE + " line 1: not valid JSON"):
+            crawl(tmp_path, client_for(server))

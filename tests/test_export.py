@@ -180,3 +180,16 @@ def test_build_and_inspect_commands(tmp_path, built, capsys):
     out = capsys.readouterr().out
     assert "train: 16 clips" in out and "benchmark: 8 clips" in out and "audio yes" in out
     assert build_main(["build", str(tmp_path / "missing.parquet"), "--out", str(tmp_path / "x")]) == 2
+
+
+def test_an_unparsable_manifest_is_named(tmp_path):
+    from emovid_datasets.builder import read_table_file
+
+    bad = tmp_path / "clips.csv"
+    bad.write_text("clip_id,video_path\na,b\nc\n")
+    with pytest.raises(ValueError, match=r"clips\.csv: cannot read it as a csv manifest"):
+        read_table_file(bad)
+    lines = tmp_path / "clips.jsonl"
+    lines.write_text('{"clip_id": "a"}\n{"clip_id": \n')
+    with pytest.raises(ValueError, match=r"clips\.jsonl: cannot read it as a jsonl manifest"):
+        read_table_file(lines)

@@ -132,3 +132,11 @@ def test_local_path_origin_is_never_recorded_and_bad_inputs_are_clear(tmp_path):
     bad_meta.write_text("caption,emotion\nhello,awe\n")
     with pytest.raises(ValueError, match="no column naming the file"):
         run_import(src, tmp_path / "out3", metadata=bad_meta, progress=False)
+    broken = tmp_path / "meta2.jsonl"
+    broken.write_text(json.dumps({"stem": "c1"}) + "\n" + '{"stem": "c2", caption: oops}\n')
+    with pytest.raises(ValueError, match=r"meta2\.jsonl line 2: not valid JSON"):
+        run_import(src, tmp_path / "out4", metadata=broken, progress=False)
+    whole = tmp_path / "meta3.json"
+    whole.write_text('{\n  "c1": {"caption": "x"},\n  "c2": \n}')
+    with pytest.raises(ValueError, match=r"meta3\.json line 4: not valid JSON"):
+        run_import(src, tmp_path / "out5", metadata=whole, progress=False)

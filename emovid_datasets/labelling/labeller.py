@@ -20,6 +20,7 @@ import numpy as np
 
 from ..atomic import atomic_write_bytes, atomic_write_text
 from ..media import MediaSource
+from ..records import read_json_file
 from ..taxonomy import EMOTIONS, STICKER_QUERIES
 from .features import FEATURE_NAMES, clip_features
 from .vlm import Generate, TransformersVLM, ask_about_videos, video_message
@@ -151,7 +152,7 @@ class FeatureClassifier:
         meta_path = _meta_path(path)
         if not path.is_file() or not meta_path.is_file():
             raise FileNotFoundError(f"{path}: saved labeller or its {meta_path.name} is missing")
-        meta = json.loads(meta_path.read_text())
+        meta = read_json_file(meta_path)
         if meta.get("format") != MODEL_FORMAT or meta.get("format_version") != MODEL_FORMAT_VERSION:
             raise ValueError(f"{path}: format {meta.get('format')} v{meta.get('format_version')} is not "
                              f"{MODEL_FORMAT} v{MODEL_FORMAT_VERSION}; retrain with `emovid-build annotate predict`")

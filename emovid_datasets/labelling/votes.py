@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from ..atomic import atomic_write_text
+from ..records import read_json_lines
 from ..taxonomy import NONE_VOTE, VOTE_CHOICES
 
 VOTE_COLUMNS: tuple[str, ...] = ("clip_id", "annotator", "label")
@@ -83,17 +84,7 @@ def read_vote_file(path: str | os.PathLike) -> list[dict[str, str]]:
                 raise ValueError(f"{path}: missing column(s) {', '.join(missing)} (have {reader.fieldnames})")
             records = [(reader.line_num, row) for row in reader]
     elif suffix in (".jsonl", ".json"):
-        records = []
-        for line_no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path} line {line_no}: not valid JSON ({exc.msg})") from exc
-            if not isinstance(row, dict):
-                raise ValueError(f"{path} line {line_no}: expected a JSON object")
-            records.append((line_no, row))
+        records = read_json_lines(path)
     else:
         raise ValueError(f"{path}: unsupported votes format (use .csv or .jsonl)")
     votes = []
