@@ -11,6 +11,7 @@ import argparse
 from pathlib import Path
 from typing import Any, Sequence, Union
 
+from emovid_datasets.builder import PROBE_COLUMNS
 from emovid_datasets.color import color_attributes
 from emovid_datasets.media import probe
 
@@ -24,8 +25,7 @@ def measure(row: dict[str, Any]) -> dict[str, Any]:
     info = probe(row["video_path"])
     colour = color_attributes(row["video_path"])
     colour.pop("frames_sampled")
-    measured = {k: v for k, v in info.as_dict().items() if k not in ("video_codec", "audio_channels",
-                                                                     "audio_sample_rate")}
+    measured = {k: getattr(info, k) for k in PROBE_COLUMNS}
     return {**row, **measured, **colour}
 
 

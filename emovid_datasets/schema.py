@@ -47,9 +47,6 @@ FEATURES = datasets.Features(
 )
 
 MEDIA_COLUMNS: tuple[str, ...] = ("video", "audio")
-CLASS_COLUMNS: tuple[str, ...] = tuple(k for k, v in FEATURES.items() if isinstance(v, datasets.ClassLabel))
-# Columns that may be null in a row (everything else must be present).
-NULLABLE_COLUMNS: frozenset[str] = frozenset({"audio", "sequence_id", "sequence_index", "caption", "origin"})
 
 COLUMN_DOCS: dict[str, str] = {
     "clip_id": "stable id, unique across the dataset",

@@ -18,7 +18,6 @@ EMOTIONS: tuple[str, ...] = (
     "sadness",
 )
 POSITIVE_EMOTIONS: frozenset[str] = frozenset(EMOTIONS[:4])
-NEGATIVE_EMOTIONS: frozenset[str] = frozenset(EMOTIONS[4:])
 
 VALENCES: tuple[str, ...] = ("positive", "negative")
 SOURCES: tuple[str, ...] = ("animation", "movie", "sticker")
@@ -28,11 +27,7 @@ LABEL_SOURCES: tuple[str, ...] = ("human", "model")
 NONE_VOTE = "none"
 VOTE_CHOICES: tuple[str, ...] = EMOTIONS + (NONE_VOTE,)
 
-# Warriner, Kuperman & Brysbaert (2013) norms for the noun forms, 1-9 scale (paper Fig. 2).
-VALENCE_NORM: dict[str, float] = {
-    "excitement": 7.62, "amusement": 7.00, "awe": 6.85, "contentment": 6.62,
-    "anger": 2.50, "disgust": 3.32, "fear": 2.93, "sadness": 2.40,
-}
+# Warriner, Kuperman & Brysbaert (2013) arousal norms for the noun forms, 1-9 scale (paper Fig. 2).
 AROUSAL_NORM: dict[str, float] = {
     "excitement": 6.21, "amusement": 4.82, "awe": 3.83, "contentment": 4.60,
     "anger": 5.93, "disgust": 5.00, "fear": 6.14, "sadness": 2.81,
@@ -71,7 +66,8 @@ def arousal_of(emotion: str) -> str:
     """'high' or 'low' by a median split of the Warriner arousal norms."""
     values = sorted(AROUSAL_NORM.values())
     median = (values[3] + values[4]) / 2
-    return "high" if AROUSAL_NORM[check_emotion(emotion)] > median else "low"
+    high, low = AROUSAL_GROUPS
+    return high if AROUSAL_NORM[check_emotion(emotion)] > median else low
 
 
 def emotion_sentence(emotion: str) -> str:

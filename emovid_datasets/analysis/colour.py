@@ -13,7 +13,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 from scipy import stats as sps
 
-from ..taxonomy import EMOTIONS, arousal_of, valence_of
+from ..taxonomy import AROUSAL_GROUPS, EMOTIONS, VALENCES, arousal_of, valence_of
 
 ATTRIBUTES: tuple[str, ...] = ("colorfulness", "brightness", "hue")
 # The paper's 11 levels of a one-decimal value in [0, 1].
@@ -58,7 +58,7 @@ def _group_keys(emotion: str) -> dict[str, str]:
 
 
 def _groups(grouping: str) -> tuple[str, ...]:
-    return {"emotion": EMOTIONS, "valence": ("positive", "negative"), "arousal": ("high", "low")}[grouping]
+    return {"emotion": EMOTIONS, "valence": VALENCES, "arousal": AROUSAL_GROUPS}[grouping]
 
 
 def colour_by_group(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 from scipy import stats as sps
 
-from ..taxonomy import EMOTIONS, valence_of
+from ..taxonomy import EMOTIONS, VALENCES, valence_of
 
 log = logging.getLogger(__name__)
 K = len(EMOTIONS)
@@ -96,7 +96,7 @@ def valence_mass(counts: np.ndarray, matrix: np.ndarray) -> dict[str, Any]:
     collapsed = [[int(counts[np.ix_(a, b)].sum()) for b in (pos, ~pos)] for a in (pos, ~pos)]
     total, changes = counts.sum(), counts[off].sum()
     return {
-        "collapsed_counts": {"rows": ["positive", "negative"], "cols": ["positive", "negative"], "counts": collapsed},
+        "collapsed_counts": {"rows": list(VALENCES), "cols": list(VALENCES), "counts": collapsed},
         "within_share": float(counts[same].sum() / total) if total else None,
         "within_share_of_changes": float(counts[same & off].sum() / changes) if changes else None,
         "mean_offdiag_within": float(matrix[same & off].mean()),

@@ -163,7 +163,7 @@ class EmotionClassifier(Protocol):
 class OrderedClassifier:
     """Wraps a classifier so `predict_proba` returns (N, 8) columns in EMOTIONS order, reordering by ``classes_``."""
 
-    def __init__(self, inner: Any):
+    def __init__(self, inner: EmotionClassifier) -> None:
         self.inner = inner
         classes = getattr(inner, "classes_", None)
         if classes is not None:
@@ -176,6 +176,7 @@ class OrderedClassifier:
             self.order = list(range(len(EMOTIONS)))
 
     def predict_proba(self, videos: Sequence[bytes]) -> np.ndarray:
+        """(N, 8) probabilities in EMOTIONS order; ValueError when the wrapped model answers another shape."""
         probs = np.asarray(self.inner.predict_proba(list(videos)), dtype=np.float64)
         if probs.shape != (len(videos), len(EMOTIONS)):
             raise ValueError(f"classifier returned shape {probs.shape}, expected ({len(videos)}, {len(EMOTIONS)})")
@@ -214,6 +215,6 @@ def load_classifier(spec: str) -> OrderedClassifier:
             obj = obj()
     else:
         raise FileNotFoundError(f"classifier {spec!r}: no such file and not 'module:attr'")
-    if not hasattr(obj, "predict_proba"):
+    if not isinstance(obj, EmotionClassifier):
         raise ValueError(f"classifier {spec!r} has no predict_proba(videos) method")
     return OrderedClassifier(obj)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any, Optional
+from typing import Any
 
 import av
 
@@ -21,10 +21,9 @@ class MediaInfo:
     height: int
     has_audio: bool
     video_codec: str
-    audio_sample_rate: Optional[int] = None
-    audio_channels: Optional[int] = None
 
     def as_dict(self) -> dict[str, Any]:
+        """The fields as a plain dict (for manifest rows)."""
         return asdict(self)
 
 
@@ -78,6 +77,4 @@ def probe(src: MediaSource, *, decode_check: bool = True) -> MediaInfo:
             height=int(height),
             has_audio=audio is not None,
             video_codec=stream.codec_context.name,
-            audio_sample_rate=int(audio.codec_context.sample_rate) if audio else None,
-            audio_channels=int(audio.codec_context.channels) if audio else None,
         )
