@@ -28,6 +28,9 @@ def test_gif_to_mp4_keeps_timing(shared_media, tmp_path):
     assert _streams(out) == ("h264", "yuv420p", 0)
     assert info.duration == pytest.approx(0.82, abs=0.05)
     assert info.width % 2 == 0 and info.height % 2 == 0
+    # a requested rate resamples the GIF's frame delays onto that grid and keeps its length
+    ten = probe(to_mp4(shared_media / "newtonscradle.gif", tmp_path / "cradle10.mp4", fps=10))
+    assert ten.fps == pytest.approx(10) and ten.duration == pytest.approx(info.duration, abs=0.1)
 
 
 def test_odd_sized_video_gets_even_dimensions_and_keeps_audio(shared_media, tmp_path):

@@ -258,9 +258,9 @@ class VLMLabeller:
         self.max_new_tokens = max_new_tokens
         self.batch_size = max(1, batch_size)
 
-    def conversation(self, caption: Optional[str] = None) -> list[dict[str, Any]]:
+    def conversation(self) -> list[dict[str, Any]]:
         """The chat messages sent with each clip's frames."""
-        return video_message(emotion_question(caption))
+        return video_message(emotion_question())
 
     def answers(self, videos: Sequence[MediaSource]) -> list[str]:
         """The model's raw answers, generated ``batch_size`` clips at a time."""

@@ -104,13 +104,11 @@ class Mp4Writer:
             self._atomic.__exit__(exc_type, exc, tb)
 
 
-def _output_rate(stream: av.video.VideoStream, num_frames_hint: Optional[float]) -> Fraction:
-    rate = stream.average_rate or stream.guessed_rate
-    if num_frames_hint:
-        rate = Fraction(num_frames_hint).limit_denominator(1001)
-    if not rate or rate <= 0:
-        rate = Fraction(25)
-    return min(Fraction(rate), Fraction(MAX_FPS))
+def _output_rate(fps: Optional[float]) -> Fraction:
+    """The constant output rate for a measured or requested ``fps`` (29.97 -> 30000/1001): 25 when unknown,
+    at most MAX_FPS."""
+    rate = Fraction(round(fps, 3)).limit_denominator(1001) if fps and fps > 0 else Fraction(25)
+    return min(rate, Fraction(MAX_FPS))
 
 
 def to_mp4(
@@ -135,7 +133,7 @@ def to_mp4(
     with open_input(src) as container:
         vstream = container.streams.video[0]
         vstream.thread_type = "AUTO"
-        rate = Fraction(fps).limit_denominator(1001) if fps else _output_rate(vstream, round(info.fps, 3))
+        rate = _output_rate(fps or info.fps)
         scale = 1.0
         if max_side and max(info.width, info.height) > max_side:
             scale = max_side / max(info.width, info.height)
