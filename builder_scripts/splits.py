@@ -25,7 +25,8 @@ import numpy as np
 from emovid_datasets.atomic import atomic_write_text
 from emovid_datasets.taxonomy import EMOTIONS, SOURCES, emotion_prompt
 
-from .manifest import read_manifest, reject, write_manifest, write_rejects
+from .manifest import reject, write_manifest, write_rejects
+from .runner import load_inputs
 
 log = logging.getLogger("emovid.build")
 STAGE = "splits"
@@ -124,10 +125,7 @@ def write_splits(rows: Sequence[dict[str, Any]], out_dir: Union[str, Path], **op
 
 
 def _cmd_splits(args: argparse.Namespace) -> int:
-    folder = Path(args.input)
-    if not (folder / "manifest.parquet").exists():
-        raise FileNotFoundError(f"{folder}: no manifest.parquet (is it a stage folder?)")
-    write_splits(read_manifest(folder), args.out, per_cell=args.per_cell, max_cell_fraction=args.max_cell_fraction,
+    write_splits(load_inputs([args.input]), args.out, per_cell=args.per_cell, max_cell_fraction=args.max_cell_fraction,
                  paper_mix=args.paper_mix, seed=args.seed)
     return 0
 

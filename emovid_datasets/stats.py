@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Optional
 
 import numpy as np
 
@@ -59,3 +59,9 @@ def composition(ds: Any) -> dict[str, Any]:
         "emotions": {s: {e: int(emotions[s][e]) for e in EMOTIONS} for s in SOURCES},
         "label_sources": dict(labels),
     }
+
+
+def mean_of_present(values: Iterable[Optional[float]]) -> Optional[float]:
+    """The mean of the values that are not None; None when there are none (a statistic nobody measured)."""
+    present = [v for v in values if v is not None]
+    return float(np.mean(present)) if present else None

@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 
 from ..atomic import atomic_write_text
 from ..media import MediaError, iter_frames, read_frames
-from ..stats import decoded_rows
+from ..stats import decoded_rows, mean_of_present
 from ..taxonomy import EMOTIONS, SOURCES, emotion_prompt, emotion_sentence
 from .extractors import ClipEncoder, OrderedClassifier, VideoFeatures
 from .metrics import (SmallSampleWarning, argmax_emotions, clip_score, ea_scores, flicker, frechet_distance,
@@ -61,17 +61,12 @@ def match_generated(generated_dir: str | Path, clip_ids: Sequence[str]) -> tuple
     return matched, [c for c in clip_ids if c not in files], sorted(n for n in files if n not in wanted)
 
 
-def _mean(values: Sequence[Optional[float]]) -> Optional[float]:
-    vals = [v for v in values if v is not None]
-    return float(np.mean(vals)) if vals else None
-
-
 def _group_metrics(indices: list[int], per_clip: list[dict[str, Any]], real: Optional[np.ndarray],
                    fake: Optional[np.ndarray], task: str, notes: set[str]) -> dict[str, Any]:
     clips = [per_clip[i] for i in indices]
     key = "clip" if task == "t2v" else "sd"
-    out: dict[str, Any] = {"n": len(clips), "fvd": None, key: _mean([c[key] for c in clips]),
-                           "flicker": _mean([c["flicker"] for c in clips]), "ea2": None, "ea8": None}
+    out: dict[str, Any] = {"n": len(clips), "fvd": None, key: mean_of_present([c[key] for c in clips]),
+                           "flicker": mean_of_present([c["flicker"] for c in clips]), "ea2": None, "ea8": None}
     if real is not None and len(indices) < 2:
         notes.add("FVD: null for groups with fewer than 2 clips (no covariance)")
     elif real is not None:

@@ -19,16 +19,11 @@ from typing import Any, Callable, Optional, Protocol, Sequence, runtime_checkabl
 
 import numpy as np
 
+from ..devices import default_device
 from ..taxonomy import EMOTIONS
 from .options import PREPROCESSING
 
 log = logging.getLogger(__name__)
-
-
-def default_device() -> str:
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def _import_spec(spec: str) -> Any:

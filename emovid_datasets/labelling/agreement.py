@@ -14,6 +14,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 from sklearn.metrics import cohen_kappa_score, confusion_matrix
 
+from ..stats import mean_of_present
 from ..taxonomy import VOTE_CHOICES
 
 # Landis & Koch (1977) strength of agreement, upper bounds inclusive.
@@ -102,7 +103,7 @@ def agreement_report(ratings: Mapping[str, Mapping[str, str]], *, model_sources:
     common = sorted(set.intersection(*(set(r) for r in ratings.values())))
     fleiss = fleiss_kappa(count_table([[ratings[s][i] for s in sources] for i in common], categories)) \
         if common else float("nan")
-    summary = {kind: _mean([p["kappa"] for p in pairs if p["kind"] == kind])
+    summary = {kind: mean_of_present([p["kappa"] for p in pairs if p["kind"] == kind])
                for kind in ("human-human", "human-model")}
     hh, hm = summary["human-human"], summary["human-model"]
     return {
@@ -110,7 +111,7 @@ def agreement_report(ratings: Mapping[str, Mapping[str, str]], *, model_sources:
         "pairs": pairs,
         "fleiss": {"kappa": _finite(fleiss), "strength": strength(fleiss), "items": len(common),
                    "sources": sources},
-        "mean_kappa": {**summary, "all_pairs_light": _mean([p["kappa"] for p in pairs])},
+        "mean_kappa": {**summary, "all_pairs_light": mean_of_present([p["kappa"] for p in pairs])},
         "human_model_gap": None if hh is None or hm is None else hh - hm,
         "human_model_gap_relative": None if not hh or hm is None else (hh - hm) / abs(hh),
     }
@@ -118,11 +119,6 @@ def agreement_report(ratings: Mapping[str, Mapping[str, str]], *, model_sources:
 
 def _finite(value: float) -> float | None:
     return None if value is None or math.isnan(value) else float(value)
-
-
-def _mean(values: list[float | None]) -> float | None:
-    values = [v for v in values if v is not None]
-    return float(np.mean(values)) if values else None
 
 
 def _fmt(value: float | None, digits: int = 3) -> str:

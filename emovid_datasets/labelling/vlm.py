@@ -13,6 +13,7 @@ from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
+from ..devices import default_device
 from ..media import MediaSource
 from .features import sample_frames
 
@@ -54,10 +55,9 @@ class TransformersVLM:
         """Load processor and weights (once); raises OSError naming the model when they are unavailable."""
         if self._model is not None:
             return
-        import torch
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
-        device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        device = self.device or default_device()
         log.info("loading VLM %s on %s", self.model_id, device)
         self._processor = AutoProcessor.from_pretrained(self.model_id, trust_remote_code=self.trust_remote_code)
         self._processor.tokenizer.padding_side = "left"  # decoder-only batches pad on the left

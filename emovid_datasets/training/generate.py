@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from ..atomic import atomic_path
+from ..devices import default_device
 from ..media import Mp4Writer
 from ..taxonomy import emotion_prompt
 from .models import load_pipeline
@@ -85,7 +86,7 @@ def generate(model: str, prompt: str, output: Union[str, os.PathLike], *, loras:
         except OSError as exc:
             raise ValueError(f"{image}: cannot read the first frame ({exc})") from exc
     pipe = load_pipeline(model, "i2v" if image is not None else "t2v", dtype=dtype)
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = device or default_device()
     pipe.to(device)
     load_loras(pipe, loras)
     extra = {"image": first_frame} if first_frame is not None else {}
