@@ -17,7 +17,7 @@ from typing import Any, Iterator
 import numpy as np
 from PIL import Image, ImageDraw
 
-from emovid_datasets.media import Mp4Writer
+from emovid_datasets.media import Mp4Writer, write_gif
 from emovid_datasets.taxonomy import EMOTIONS, arousal_of, valence_of
 
 AUDIO_RATE = 16000
@@ -159,10 +159,9 @@ def write_sticker(path: Path, emotion: str, seconds: float, rng: np.random.Gener
                   size: int = 96, frame_ms: int = 100) -> Path:
     """An animated GIF sticker (no sound) of a bouncing face."""
     var = Variation.draw(rng)
-    frames = [Image.fromarray(face_frame(size, size, emotion, var, i * frame_ms / 1000))
+    frames = [face_frame(size, size, emotion, var, i * frame_ms / 1000)
               for i in range(max(2, int(seconds * 1000 / frame_ms)))]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    frames[0].save(path, save_all=True, append_images=frames[1:], duration=frame_ms, loop=0)
+    write_gif(path, frames, fps=1000 / frame_ms)
     return path
 
 

@@ -7,7 +7,7 @@ import pytest
 
 from emotion_clips import make_emotion_rows, write_emotion_clip
 from emovid_datasets.labelling import (
-    FEATURE_NAMES, FeatureClassifier, Labeller, VLMLabeller, clip_features, parse_emotion, sample_frames,
+    FEATURE_NAMES, FeatureClassifier, Labeller, VLMLabeller, clip_features, parse_emotion,
 )
 from emovid_datasets.labelling.labeller import emotion_question
 from emovid_datasets.media import MediaError
@@ -33,14 +33,7 @@ def test_clip_features_measure_colour_motion_and_audio(tmp_path):
     assert f[0]["duration"] == pytest.approx(1.0, abs=0.05)
 
 
-def test_sample_frames_even_and_errors(tmp_path):
-    from factory import make_video
-
-    path = make_video(tmp_path / "v.mp4", frames=20, color=lambda i: np.full((48, 64, 3), i * 10, np.uint8))
-    frames = sample_frames(path, 5)
-    assert frames.shape == (5, 48, 64, 3)
-    assert np.all(np.diff(frames[:, 0, 0, 0].astype(int)) > 0)  # increasing frame index
-    assert sample_frames(path, 50).shape[0] == 20
+def test_clip_features_name_an_unreadable_file(tmp_path):
     with pytest.raises(MediaError, match="bad.mp4"):
         clip_features(tmp_path / "bad.mp4")
 

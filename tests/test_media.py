@@ -1,9 +1,13 @@
 """PyAV media helpers: probe, MP4 conversion, audio extraction, clear errors."""
 
+import io
+
 import av
+import numpy as np
 import pytest
 
-from emovid_datasets.media import MediaError, decode_audio, extract_flac, probe, read_frames, to_mp4
+from emovid_datasets.media import (MediaError, decode_audio, encode_gif, extract_flac, probe, read_frames,
+                                   sample_frames, to_mp4)
 from factory import make_gif, make_video
 
 
@@ -69,3 +73,24 @@ def test_corrupt_input_names_the_file(tmp_path):
     for reader in (probe, read_frames, lambda src: decode_audio(src, sample_rate=16000)):
         with pytest.raises(MediaError, match="clips/sticker-fear-007.mp4"):
             reader(entry)
+
+
+def test_sample_frames_are_evenly_spaced(tmp_path):
+    path = make_video(tmp_path / "v.mp4", frames=20, color=lambda i: np.full((48, 64, 3), i * 10, np.uint8))
+    frames = sample_frames(path, 5)
+    assert frames.shape == (5, 48, 64, 3)
+    assert np.all(np.diff(frames[:, 0, 0, 0].astype(int)) > 0)  # increasing frame index
+    assert sample_frames(path, 50).shape[0] == 20
+
+
+def test_gif_round_trip_keeps_frames_and_timing(tmp_path):
+    from PIL import Image
+
+    frames = [np.full((24, 32, 3), level, np.uint8) for level in (0, 128, 255)]
+    image = Image.open(io.BytesIO(encode_gif(frames, 1000 / 12)))
+    assert image.n_frames == 3 and image.info["loop"] == 0
+    assert image.info["duration"] == 80  # 83 ms stored in GIF's 10 ms steps
+    image.seek(1)
+    assert np.asarray(image.convert("RGB"))[0, 0, 0] == 128
+    with pytest.raises(ValueError, match="at least one frame"):
+        encode_gif([], 100)

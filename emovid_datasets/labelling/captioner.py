@@ -12,8 +12,8 @@ from typing import Any, Mapping, Optional, Protocol, Sequence, runtime_checkable
 
 from ..builder import is_missing
 from ..color import color_attributes
-from ..media import probe
-from .features import motion_features, sample_frames
+from ..media import probe, sample_frames
+from .features import motion_features
 from .vlm import Generate, TransformersVLM, ask_about_videos, video_message
 
 # A clip as the caption stage sees it: a manifest row with `video_path` and whatever was measured.

@@ -11,8 +11,7 @@ import logging
 import numpy as np
 
 from ..color import rgb_to_hsv
-from ..media import MediaError, MediaSource, NoAudioStream, decode_audio, iter_frames, probe
-from ..media.container import describe
+from ..media import MediaError, MediaSource, NoAudioStream, decode_audio, probe, sample_frames
 
 log = logging.getLogger("emovid")
 
@@ -24,18 +23,6 @@ FEATURE_NAMES: tuple[str, ...] = (
 )
 AUDIO_RATE = 8000
 SILENCE_DB = -100.0
-
-
-def sample_frames(video: MediaSource, num_frames: int = 8, *, width: int | None = None,
-                  height: int | None = None, total_frames: int | None = None) -> np.ndarray:
-    """``num_frames`` evenly spaced frames (fewer for a shorter clip) as (T, H, W, 3) uint8, decoded with PyAV."""
-    total = max(1, total_frames or probe(video, decode_check=False).num_frames)
-    step = max(1, total // max(1, num_frames))
-    frames = [f.array for f in iter_frames(video, step=step, width=width, height=height)]
-    if not frames:
-        raise MediaError(f"{describe(video)}: no frames decoded")
-    keep = np.unique(np.linspace(0, len(frames) - 1, min(num_frames, len(frames))).round().astype(int))
-    return np.stack([frames[i] for i in keep])
 
 
 def colour_features(frames: np.ndarray) -> dict[str, float]:

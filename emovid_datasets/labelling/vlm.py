@@ -14,8 +14,7 @@ from typing import Any, Callable, Optional, Sequence
 import numpy as np
 
 from ..devices import default_device
-from ..media import MediaSource
-from .features import sample_frames
+from ..media import MediaSource, sample_frames
 
 log = logging.getLogger("emovid")
 

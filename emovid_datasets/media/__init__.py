@@ -1,12 +1,14 @@
-"""PyAV-based media helpers: probe, frame decoding, audio extraction and MP4 conversion."""
+"""Media helpers: probe, frame decoding, audio extraction, MP4 conversion (PyAV) and GIFs (Pillow)."""
 
 from .audio import NoAudioStream, decode_audio, extract_flac
 from .container import MediaError, MediaSource, open_input
-from .frames import Frame, iter_frames, read_frames
+from .frames import Frame, iter_frames, read_frames, sample_frames
+from .gif import encode_gif, write_gif
 from .probe import MediaInfo, probe
 from .transcode import Mp4Writer, even, to_mp4
 
 __all__ = [
-    "Frame", "MediaError", "MediaInfo", "MediaSource", "Mp4Writer", "decode_audio", "even",
-    "NoAudioStream", "extract_flac", "iter_frames", "open_input", "probe", "read_frames", "to_mp4",
+    "Frame", "MediaError", "MediaInfo", "MediaSource", "Mp4Writer", "NoAudioStream", "decode_audio", "encode_gif",
+    "even", "extract_flac", "iter_frames", "open_input", "probe", "read_frames", "sample_frames", "to_mp4",
+    "write_gif",
 ]

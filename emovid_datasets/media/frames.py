@@ -9,6 +9,7 @@ import av
 import numpy as np
 
 from .container import MediaError, MediaSource, describe, open_input
+from .probe import probe
 
 
 @dataclass(frozen=True)
@@ -55,3 +56,15 @@ def read_frames(src: MediaSource, **kwargs) -> np.ndarray:
     if not frames:
         raise MediaError(f"{describe(src)}: no frames decoded")
     return np.stack(frames)
+
+
+def sample_frames(video: MediaSource, num_frames: int = 8, *, width: Optional[int] = None,
+                  height: Optional[int] = None, total_frames: Optional[int] = None) -> np.ndarray:
+    """``num_frames`` evenly spaced frames (fewer for a shorter clip) as (T, H, W, 3) uint8, decoded with PyAV."""
+    total = max(1, total_frames or probe(video, decode_check=False).num_frames)
+    step = max(1, total // max(1, num_frames))
+    frames = [f.array for f in iter_frames(video, step=step, width=width, height=height)]
+    if not frames:
+        raise MediaError(f"{describe(video)}: no frames decoded")
+    keep = np.unique(np.linspace(0, len(frames) - 1, min(num_frames, len(frames))).round().astype(int))
+    return np.stack([frames[i] for i in keep])

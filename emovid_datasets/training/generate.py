@@ -11,9 +11,8 @@ from typing import Optional, Sequence, Union
 import numpy as np
 import torch
 
-from ..atomic import atomic_path
 from ..devices import default_device
-from ..media import Mp4Writer
+from ..media import Mp4Writer, write_gif
 from ..taxonomy import emotion_prompt
 from .models import load_pipeline
 
@@ -53,17 +52,6 @@ def load_loras(pipe, loras: Sequence[tuple[str, float]]) -> list[str]:
     if names:
         pipe.set_adapters(names, [weight for _, weight in loras])
     return names
-
-
-def write_gif(path: Union[str, os.PathLike], frames: np.ndarray, fps: float) -> Path:
-    """An endlessly looping GIF of uint8 (F, H, W, 3) frames, written atomically with Pillow."""
-    from PIL import Image
-
-    images = [Image.fromarray(f) for f in frames]
-    with atomic_path(path) as tmp:
-        images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:],
-                       duration=max(1, round(1000 / fps)), loop=0)
-    return Path(path)
 
 
 def generate(model: str, prompt: str, output: Union[str, os.PathLike], *, loras: Sequence[tuple[str, float]] = (),
