@@ -25,6 +25,7 @@ COMMAND_MODULES: tuple[str, ...] = (
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    """The `emovid-build` command; returns its exit code."""
     return run_cli("emovid-build", "Regenerate EmoVid shards from raw sources.", COMMAND_MODULES, argv)
 
 

@@ -59,6 +59,7 @@ class CrawlSummary:
     halted: Optional[str] = None
 
     def line(self, out_dir: Union[str, Path]) -> str:
+        """One log line: what the crawl holds, what it rejected and where to look."""
         per_emotion = ", ".join(f"{e} {n}" for e, n in self.kept.items())
         failed = f", {len(self.failed_queries)} queries failed" if self.failed_queries else ""
         failed += f"; searching stopped early ({self.halted}): re-run with --retry-rejects" if self.halted else ""
@@ -317,6 +318,7 @@ def _command(args: argparse.Namespace) -> int:
 
 
 def add_command(subparsers: argparse._SubParsersAction) -> None:
+    """Register this module\'s subcommand with the CLI (see `cli.COMMAND_MODULES`)."""
     p = subparsers.add_parser(
         "crawl-stickers", help="search a Tenor API v2 service for emotion stickers and download them as MP4",
         description=f"The API key is read from ${KEY_ENV}. Re-running with the same --out resumes the crawl.")

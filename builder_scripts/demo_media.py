@@ -60,6 +60,7 @@ class Variation:
 
     @classmethod
     def draw(cls, rng: np.random.Generator) -> "Variation":
+        """A random variation (hue shift, size, position, phase, mouth shape) drawn from ``rng``."""
         return cls(float(rng.normal(0, 14)), float(rng.normal(0, 0.08)), float(rng.normal(0, 0.07)),
                    float(rng.uniform(0, 2 * np.pi)), int(rng.integers(0, 3)))
 

@@ -47,6 +47,7 @@ class PushReport:
     commits: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
+        """One line saying what the push did."""
         return (f"push {self.repo_id}@{self.revision}: {len(self.uploaded)} file(s) uploaded in {len(self.commits)} "
                 f"commit(s), {len(self.skipped)} already present, {len(self.deleted)} stale deleted, "
                 f"{self.verified} verified")
@@ -158,6 +159,7 @@ def push_dataset(
 
 
 def add_command(subparsers: argparse._SubParsersAction) -> None:
+    """Register this module\'s subcommand with the CLI (see `cli.COMMAND_MODULES`)."""
     p = subparsers.add_parser("push", help="upload a built dataset folder to the Hub (resumable) and verify it",
                               description="Token from HF_TOKEN, endpoint from HF_ENDPOINT.")
     p.add_argument("dataset_dir", help="dataset folder written by `emovid-build build`")

@@ -37,6 +37,7 @@ class Outcome:
 
 @dataclass
 class StageSummary:
+    """What one run of a stage did: inputs seen, done now, skipped as done before, rejected, rows, time."""
     stage: str
     inputs: int
     done: int
@@ -46,6 +47,7 @@ class StageSummary:
     seconds: float
 
     def line(self) -> str:
+        """One log line with the counts."""
         return (f"{self.stage}: {self.done} done, {self.skipped} skipped (already done), "
                 f"{self.rejected} rejected, {self.rows} rows in manifest, {self.seconds:.1f}s")
 

@@ -37,6 +37,7 @@ def run_cli(prog: str, description: str, modules: Sequence[str], argv: Optional[
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    """The `emovid` command; returns its exit code."""
     return run_cli("emovid", "Use the EmoVid dataset.", COMMAND_MODULES, argv)
 
 

@@ -66,6 +66,7 @@ class ExportResult:
 
     @property
     def configs(self) -> dict[str, list[str]]:
+        """Config name -> the splits written for it."""
         out: dict[str, list[str]] = {}
         for config, split in self.shards:
             out.setdefault(config, []).append(split)

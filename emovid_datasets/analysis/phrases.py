@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from typing import Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from ..taxonomy import EMOTIONS
 
@@ -48,7 +48,7 @@ def caption_phrases(caption: str, min_words: int = 2, max_words: int = 4,
     return found
 
 
-def top_phrases(captions: Iterable[str], top: int = 5, **kwargs) -> list[tuple[str, int]]:
+def top_phrases(captions: Iterable[str], top: int = 5, **kwargs: Any) -> list[tuple[str, int]]:
     """The ``top`` phrases by the number of captions containing them, as (phrase, count)."""
     counts: Counter = Counter()
     for caption in captions:

@@ -114,9 +114,11 @@ class _Page:
         self.stats, self.parts = stats, []
 
     def add(self, text: str) -> None:
+        """Append raw HTML."""
         self.parts.append(text)
 
     def num(self, path: str, tag: str = "td") -> str:
+        """A cell showing the stats value at ``path`` (tagged with it, so tests can read it back)."""
         return f'<{tag} data-stat="{path}">{format_number(lookup(self.stats, path))}</{tag}>'
 
     def table(self, header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:

@@ -111,6 +111,7 @@ class TorchScriptI3D:
 
     @classmethod
     def load(cls, path: str | Path, device: Optional[str] = None, **kwargs: Any) -> "TorchScriptI3D":
+        """Load a TorchScript I3D (StyleGAN-V's FVD detector) onto ``device``."""
         import torch
 
         device = device or default_device()
@@ -152,7 +153,8 @@ def load_video_extractor(spec: str, device: Optional[str] = None, **kwargs: Any)
 class EmotionClassifier(Protocol):
     """What EA-2cls/EA-8cls need: probabilities over the 8 EMOTIONS (columns in that order) per video."""
 
-    def predict_proba(self, videos: Sequence[bytes]) -> np.ndarray: ...
+    def predict_proba(self, videos: Sequence[bytes]) -> np.ndarray:
+        """(N, 8) probabilities per video file's bytes; an all-zero row means no answer."""
 
 
 class OrderedClassifier:

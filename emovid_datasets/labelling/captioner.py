@@ -33,7 +33,8 @@ class Captioner(Protocol):
 
     name: str
 
-    def caption(self, clips: Sequence[Clip]) -> list[str]: ...
+    def caption(self, clips: Sequence[Clip]) -> list[str]:
+        """One caption per clip, in order."""
 
 
 def hue_name(hue: float) -> str:
@@ -95,6 +96,7 @@ class FactualCaptioner:
         return " ".join(parts)
 
     def caption(self, clips: Sequence[Clip]) -> list[str]:
+        """One factual caption per clip (see `describe`)."""
         return [self.describe(c) for c in clips]
 
 

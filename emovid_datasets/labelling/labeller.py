@@ -47,11 +47,14 @@ class Labeller(Protocol):
 
     name: str
 
-    def predict_proba(self, videos: Sequence[MediaSource]) -> np.ndarray: ...
+    def predict_proba(self, videos: Sequence[MediaSource]) -> np.ndarray:
+        """(N, 8) probabilities in EMOTIONS order; an all-zero row means no answer."""
 
-    def predict(self, videos: Sequence[MediaSource]) -> list[Optional[str]]: ...
+    def predict(self, videos: Sequence[MediaSource]) -> list[Optional[str]]:
+        """The most likely emotion per clip, None where there is no answer."""
 
-    def label(self, videos: Sequence[MediaSource]) -> list[Prediction]: ...
+    def label(self, videos: Sequence[MediaSource]) -> list[Prediction]:
+        """The most likely emotion per clip with its probability (the label's confidence)."""
 
 
 def _argmax_labels(proba: np.ndarray) -> list[Prediction]:
@@ -119,12 +122,15 @@ class FeatureClassifier:
         return out
 
     def predict_proba(self, videos: Sequence[MediaSource]) -> np.ndarray:
+        """(N, 8) probabilities in EMOTIONS order from each clip's features."""
         return self.proba_from_features(np.stack([clip_features(v) for v in videos]))
 
     def predict(self, videos: Sequence[MediaSource]) -> list[Optional[str]]:
+        """The most likely emotion per clip, None where there is no answer."""
         return [p.emotion for p in self.label(videos)]
 
     def label(self, videos: Sequence[MediaSource]) -> list[Prediction]:
+        """The most likely emotion per clip with its probability (the label's confidence)."""
         return _argmax_labels(self.predict_proba(videos))
 
     def save(self, path: str | os.PathLike) -> Path:
@@ -285,4 +291,5 @@ class VLMLabeller:
         return proba
 
     def predict(self, videos: Sequence[MediaSource]) -> list[Optional[str]]:
+        """The most likely emotion per clip, None where there is no answer."""
         return [p.emotion for p in self.label(videos)]

@@ -36,6 +36,7 @@ class VoteResult:
 
     @property
     def kept(self) -> bool:
+        """Whether the votes gave a label (the clip stays in the dataset)."""
         return self.label is not None
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator, Optional
+from typing import Any, Iterator, Optional
 
 import av
 import numpy as np
@@ -50,7 +50,7 @@ def iter_frames(
             raise MediaError(f"{describe(src)}: decoding failed ({exc})") from exc
 
 
-def read_frames(src: MediaSource, **kwargs) -> np.ndarray:
+def read_frames(src: MediaSource, **kwargs: Any) -> np.ndarray:
     """All frames selected by `iter_frames` stacked as a (T, H, W, 3) uint8 array."""
     frames = [f.array for f in iter_frames(src, **kwargs)]
     if not frames:

@@ -55,5 +55,6 @@ class BucketBatcher(IterableDataset):
         return self.samples.state_dict()
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Resume from a `state_dict` (the wrapped samples' position)."""
         self.samples.load_state_dict(state)
 

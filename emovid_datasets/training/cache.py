@@ -95,9 +95,11 @@ class LatentCache:
         self.text_len = int(settings.get("text_len", TEXT_LEN))
 
     def path(self, clip_id: str) -> Path:
+        """Where ``clip_id``'s encoded tensors live (the id is URL-quoted, so any id is a safe file name)."""
         return self.dir / f"{quote(clip_id, safe='')}.safetensors"
 
     def has(self, clip_id: str) -> bool:
+        """Whether ``clip_id`` is already encoded."""
         return self.path(clip_id).exists()
 
     def clip_ids(self) -> list[str]:

@@ -44,6 +44,7 @@ class LossLog:
                               + "".join(",".join(str(r[k]) for k in LOSS_FIELDS) + "\n" for r in rows))
 
     def append(self, row: Mapping[str, Any]) -> None:
+        """Add one optimiser step's row to both files."""
         with self.csv.open("a", newline="") as f:
             csv.writer(f).writerow([row[k] for k in LOSS_FIELDS])
         with self.jsonl.open("a") as f:
@@ -57,7 +58,8 @@ def latest_checkpoint(output: Path) -> Optional[Path]:
     return found[-1] if found else None
 
 
-def save_checkpoint(output: Path, transformer: torch.nn.Module, optimizer, scheduler, state: dict, keep: int) -> Path:
+def save_checkpoint(output: Path, transformer: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
+                    state: dict, keep: int) -> Path:
     """Write adapter + optimiser + scheduler + position into ``checkpoints/step-N`` atomically; prune old ones."""
     from safetensors.torch import save_file
 

@@ -6,7 +6,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence, Union
+from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -40,7 +40,7 @@ def parse_lora(spec: str) -> tuple[str, float]:
     return spec, 1.0
 
 
-def load_loras(pipe, loras: Sequence[tuple[str, float]]) -> list[str]:
+def load_loras(pipe: Any, loras: Sequence[tuple[str, float]]) -> list[str]:
     """Load each (path, weight) LoRA as its own adapter and activate them all with their weights."""
     names = []
     for i, (path, _) in enumerate(loras):

@@ -12,7 +12,7 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Union
+from typing import Any, Union
 
 import torch
 
@@ -36,7 +36,7 @@ _TO_ORIGINAL = {
 _KEY = re.compile(r"^(?:transformer\.)?blocks\.(\d+)\.(.+)\.(lora_[AB])\.weight$")
 
 
-def add_lora(transformer: torch.nn.Module, rank: int = 32, alpha: float = 32, *, image_kv: bool = False):
+def add_lora(transformer: torch.nn.Module, rank: int = 32, alpha: float = 32, *, image_kv: bool = False) -> Any:
     """Add a fresh LoRA adapter (B = 0, so the model is unchanged) on DiffSynth's targets; returns its LoraConfig.
 
     ``image_kv`` also adapts the I2V image key/value projections (add_k_proj/add_v_proj).

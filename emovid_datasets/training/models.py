@@ -6,7 +6,7 @@ weights come from a fixed seed, so training and generation with ``--model tiny``
 
 from __future__ import annotations
 
-from typing import Union
+from typing import Any, Union
 
 import torch
 
@@ -31,7 +31,7 @@ def check_task(task: str) -> str:
     return task
 
 
-def tiny_tokenizer():
+def tiny_tokenizer() -> Any:
     """A small T5 (Unigram) tokenizer with Wan's special-token layout, built in code."""
     from transformers import T5Tokenizer
 
