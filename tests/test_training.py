@@ -216,6 +216,7 @@ def test_two_processes_train_what_one_process_trains_with_their_global_batch(dat
     done = subprocess.run(launch, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.count("trained to step 4") == 1  # only the main process reports
+    assert done.stderr.count(": 2 clips encoded") == 2  # each process cached its half of the 4 clips
     assert main(["train", *common, "--batch-size", "2", "--output", str(tmp_path / "one")]) == 0
 
     def log(run: str) -> list[dict]:

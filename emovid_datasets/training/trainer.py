@@ -103,18 +103,25 @@ def _stream(batches: _Batches, state: dict, rows_per_batch: int) -> Iterator[dic
         state["position"] = 0
 
 
-def _build_cache(cfg: TrainConfig, pipe, rows, output: Path, device: torch.device, dtype: torch.dtype) -> LatentCache:
+def _build_cache(cfg: TrainConfig, pipe, rows, output: Path, device: torch.device, dtype: torch.dtype,
+                 accelerator: Any) -> LatentCache:
+    """Encode the clips not yet cached, each process a share (every ``world``-th), then check the result together.
+
+    The cache folder must be one all processes see (one machine, or a shared file system).
+    """
     settings = {"model": cfg.model, "task": cfg.task, "num_frames": cfg.num_frames, "height": cfg.height,
                 "width": cfg.width, "fps": cfg.fps, "prompt": cfg.prompt, "text_len": TEXT_LEN,
                 "data": cfg.data, "config": cfg.config, "split": cfg.split, "dtype": str(dtype)}
     cache = LatentCache(cfg.cache_dir or output / "cache", settings)
     todo = [i for i, clip_id in enumerate(rows["clip_id"]) if not cache.has(clip_id)]
-    if todo:
-        clips = adapter_clips(rows.select(todo), num_frames=cfg.num_frames, fps=cfg.fps, height=cfg.height,
+    mine = todo[accelerator.process_index::accelerator.num_processes]
+    if mine:
+        clips = adapter_clips(rows.select(mine), num_frames=cfg.num_frames, fps=cfg.fps, height=cfg.height,
                               width=cfg.width, prompt=cfg.prompt)
-        fill_cache(pipe, clips, cache, cfg.task, device, dtype, total=len(todo))
+        fill_cache(pipe, clips, cache, cfg.task, device, dtype, total=len(mine))
+    accelerator.wait_for_everyone()
     cached = sum(cache.has(c) for c in rows["clip_id"])
-    if cached < len(rows):
+    if cached < len(rows) and accelerator.is_main_process:
         log.warning("%d of %d clips could not be decoded and are left out of training", len(rows) - cached, len(rows))
     if cached == 0:
         raise ValueError(f"{cfg.data}: no clip could be encoded; nothing to train on")
@@ -155,11 +162,7 @@ def train(cfg: TrainConfig) -> TrainResult:
         rows = rows.select(range(min(cfg.limit, len(rows))))
     cache = None
     if not cfg.no_cache:
-        if accelerator.is_main_process:
-            cache = _build_cache(cfg, pipe, rows, output, device, dtype)
-        accelerator.wait_for_everyone()
-        if cache is None:
-            cache = _build_cache(cfg, pipe, rows, output, device, dtype)
+        cache = _build_cache(cfg, pipe, rows, output, device, dtype, accelerator)
         for name in ("text_encoder", "vae", "image_encoder"):  # the encoders are done: free the accelerator
             if getattr(pipe, name, None) is not None:
                 getattr(pipe, name).to("cpu")
