@@ -273,3 +273,19 @@ def test_losses_go_to_tensorboard_when_it_is_installed(dataset, tmp_path):
     assert [e.step for e in scalars] == [1, 2, 3]
     assert [e.value for e in scalars] == pytest.approx(result.losses, rel=1e-6)
     assert [e.value for e in events.Scalars("lr")] == pytest.approx([1e-4] * 3)
+
+
+def test_sources_are_read_from_their_own_configs(tmp_path):
+    """Training on some sources reads only their shards (on the Hub: downloads only those)."""
+    dataset = make_dataset(tmp_path / "emovid", per_cell=1)
+    for shard in (dataset / "data" / "default").glob("*.parquet"):
+        shard.unlink()  # a read of the default config (all sources) would now fail
+    stickers = load_rows(str(dataset), sources=["sticker"])
+    assert len(stickers) == 8 and set(stickers["source"]) == {stickers.features["source"].str2int("sticker")}
+    both = load_rows(str(dataset), sources=["sticker", "animation", "sticker"])
+    assert len(both) == 16
+    assert len(load_rows(str(dataset), config="animation", sources=["animation"])) == 8
+    with pytest.raises(ValueError, match="unknown source"):
+        load_rows(str(dataset), sources=["cartoon"])
+    with pytest.raises(ValueError, match="no rows"):
+        load_rows(str(dataset), config="animation", sources=["sticker"])

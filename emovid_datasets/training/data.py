@@ -17,12 +17,20 @@ from ..taxonomy import SOURCES
 
 def load_rows(dataset: str, config: str = "default", split: str = "train",
               sources: Optional[Sequence[str]] = None) -> datasets.Dataset:
-    """The EmoVid rows of ``split`` (media left as bytes), optionally only from ``sources``."""
-    rows = load_emovid(dataset, config, split=split, decode_media=False)
-    if sources:
-        unknown = sorted(set(sources) - set(SOURCES))
-        if unknown:
-            raise ValueError(f"unknown source(s) {', '.join(unknown)}; expected {', '.join(SOURCES)}")
+    """The EmoVid rows of ``split`` (media left as bytes), optionally only from ``sources``.
+
+    With the ``default`` config, ``sources`` are read from their own configs, so only their shards are
+    downloaded; within another config they filter its rows.
+    """
+    unknown = sorted(set(sources or ()) - set(SOURCES))
+    if unknown:
+        raise ValueError(f"unknown source(s) {', '.join(unknown)}; expected {', '.join(SOURCES)}")
+    if sources and config == "default":
+        parts = [load_emovid(dataset, source, split=split, decode_media=False) for source in dict.fromkeys(sources)]
+        rows = parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
+    else:
+        rows = load_emovid(dataset, config, split=split, decode_media=False)
+    if sources and config != "default":
         wanted = {rows.features["source"].str2int(s) for s in sources}
         rows = rows.filter(lambda s: s in wanted, input_columns="source")
     if len(rows) == 0:
