@@ -182,3 +182,13 @@ def test_load_classifier_reads_the_labeller_saved_by_annotate(tmp_path):
     probs = load_classifier(str(path)).predict_proba(videos)
     assert probs.shape == (6, 8) and np.allclose(probs.sum(axis=1), 1.0)
     assert argmax_emotions(probs) == labels
+
+
+def test_clip_text_rules():
+    from emovid_datasets.evaluation.evaluate import clip_text
+
+    assert clip_text(" A cat runs. ", "fear") == 'The video is in the "fear" emotion. A cat runs.'
+    assert clip_text("A cat runs.", "fear", "paper") == 'A cat runs. The video is in the "fear" emotion.'
+    assert clip_text(" A cat runs. ", "fear", "caption") == "A cat runs."
+    with pytest.raises(ValueError, match="unknown CLIP text rule"):
+        clip_text("A cat runs.", "fear", "both")

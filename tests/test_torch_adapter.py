@@ -140,7 +140,18 @@ def test_random_window_is_seeded_per_epoch_and_clip(tmp_path, decoder):
 
     first = starts()
     assert starts() == first  # same epoch, same window
-    assert len({first} | {(clips.set_epoch(e), starts())[1] for e in range(1, 6)}) > 1
+    assert len({first} | {(clips.set_epoch(e), starts())[1] for e in range(1, 6)}) >= 4  # most epochs move it
+
+    # and per clip: two copies of the same video under different ids get their own windows
+    twins = rows_dataset({"a": grey_video(tmp_path / "a.mp4", frames=48, step=5),
+                          "b": grey_video(tmp_path / "b.mp4", frames=48, step=5)}).add_column("duration", [4.0] * 2)
+    both = EmoVidClips(twins, num_frames=5, fps=12, height=16, width=16, window="random", seed=3, decode=decoder)
+    pairs = []
+    for epoch in range(4):
+        both.set_epoch(epoch)
+        starts_of = {s["clip_id"]: source_frame(s["video"], 0, step=5) for s in both}
+        pairs.append((starts_of["a"], starts_of["b"]))
+    assert any(a != b for a, b in pairs)
 
 
 def test_resize_plans():
