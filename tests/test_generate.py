@@ -80,7 +80,13 @@ def test_image_to_video_from_a_first_frame_with_a_t2v_lora(tmp_path, loras):
     result = generate("tiny", "a sticker", tmp_path / "i2v.mp4", emotion="anger", image=str(image),
                       loras=[(str(loras[0]), 1.0)], sticker=True, **SMALL)
     assert result.prompt.endswith(emotion_sentence("anger"))
-    assert result.frames.shape == (9, 32, 32, 3) and result.gif.exists()
+    assert result.frames.shape == (9, 32, 32, 3) and Image.open(result.gif).n_frames == 9
     assert probe(result.video).num_frames == 9
+    # the first frame conditions the video: another image, same seed, gives other frames
+    blue = tmp_path / "blue.png"
+    Image.new("RGB", (48, 40), (20, 40, 230)).save(blue)
+    other = generate("tiny", "a sticker", tmp_path / "i2v-blue.mp4", emotion="anger", image=str(blue),
+                     loras=[(str(loras[0]), 1.0)], **SMALL)
+    assert np.abs(other.frames.astype(int) - result.frames.astype(int)).mean() > 1
     with pytest.raises(ValueError, match="first frame"):
         generate("tiny", "x", tmp_path / "y.mp4", image=str(tmp_path / "none.png"), **SMALL)
