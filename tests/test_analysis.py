@@ -246,3 +246,22 @@ def test_analyze_all_splits_links_the_benchmark_clips(dataset, tmp_path):
 
 def test_analyze_missing_dataset_is_a_clear_error(tmp_path):
     assert main(["analyze", str(tmp_path / "missing"), "--out", str(tmp_path / "o")]) == 2
+
+
+def test_composition_by_hand():
+    from emovid_datasets.stats import composition
+
+    rows = [{"source": "movie", "emotion": "fear", "duration": d, "has_audio": True, "caption": "c"} for d in (2, 4, 9)]
+    rows += [{"source": "sticker", "emotion": "awe", "duration": 1.5, "has_audio": False, "caption": "",
+              "label_source": "model"}]
+    result = composition(rows)
+    movie = result["per_source"]["movie"]
+    assert movie["clips"] == 3 and movie["duration_mean"] == pytest.approx(5.0)
+    assert movie["duration_sd"] == pytest.approx(np.sqrt(((2 - 5) ** 2 + (4 - 5) ** 2 + (9 - 5) ** 2) / 2))  # sample SD
+    assert movie["duration_total"] == pytest.approx(15.0) and movie["with_audio"] == 3 and movie["with_caption"] == 3
+    sticker = result["per_source"]["sticker"]
+    assert (sticker["clips"], sticker["duration_sd"], sticker["with_audio"], sticker["with_caption"]) == (1, 0.0, 0, 0)
+    assert result["per_source"]["animation"]["clips"] == 0
+    assert result["emotions"]["movie"]["fear"] == 3 and result["emotions"]["sticker"]["awe"] == 1
+    assert result["total"]["clips"] == 4 and result["total"]["duration_total"] == pytest.approx(16.5)
+    assert result["label_sources"] == {"human": 3, "model": 1}
