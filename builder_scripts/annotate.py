@@ -267,7 +267,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def add_command(subparsers: argparse._SubParsersAction) -> None:
-    """Register this module\'s subcommand with the CLI (see `cli.COMMAND_MODULES`)."""
+    """Register this module's subcommand with the CLI (see `cli.COMMAND_MODULES`)."""
     p = subparsers.add_parser(STAGE, help="human votes, the 2-of-3 rule, model labels and agreement statistics")
     sub = p.add_subparsers(dest="annotate_command", required=True, metavar="ACTION")
 

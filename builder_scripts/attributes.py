@@ -36,7 +36,7 @@ def run_attributes(inputs: Sequence[dict[str, Any]], out_dir: Union[str, Path], 
 
 
 def add_command(subparsers: argparse._SubParsersAction) -> None:
-    """Register this module\'s subcommand with the CLI (see `cli.COMMAND_MODULES`)."""
+    """Register this module's subcommand with the CLI (see `cli.COMMAND_MODULES`)."""
     p = subparsers.add_parser(STAGE, help="probe clips and measure colour attributes (paper Eq. 1-3)")
     p.add_argument("inputs", nargs="+", help="stage folders whose manifest.parquet lists the clips")
     p.add_argument("--out", required=True, help="output stage folder")

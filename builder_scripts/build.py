@@ -57,7 +57,7 @@ def build_dataset(
 
 
 def add_command(subparsers: argparse._SubParsersAction) -> None:
-    """Register this module\'s subcommand with the CLI (see `cli.COMMAND_MODULES`)."""
+    """Register this module's subcommand with the CLI (see `cli.COMMAND_MODULES`)."""
     p = subparsers.add_parser("build", help="build Parquet shards and the dataset card from a build manifest")
     p.add_argument("manifest", help="build manifest (.parquet/.csv/.jsonl) or a stage folder holding manifest.parquet")
     p.add_argument("--out", required=True, help="dataset folder to write")

@@ -65,7 +65,7 @@ def _cmd_caption(args: argparse.Namespace) -> int:
 
 
 def add_command(subparsers: argparse._SubParsersAction) -> None:
-    """Register this module\'s subcommand with the CLI (see `cli.COMMAND_MODULES`)."""
+    """Register this module's subcommand with the CLI (see `cli.COMMAND_MODULES`)."""
     p = subparsers.add_parser(STAGE, help="caption every clip (offline factual captions, or --vlm MODEL)")
     p.add_argument("input", help="stage folder whose manifest lists the clips")
     p.add_argument("--out", required=True, help="output stage folder")

@@ -318,7 +318,7 @@ def _command(args: argparse.Namespace) -> int:
 
 
 def add_command(subparsers: argparse._SubParsersAction) -> None:
-    """Register this module\'s subcommand with the CLI (see `cli.COMMAND_MODULES`)."""
+    """Register this module's subcommand with the CLI (see `cli.COMMAND_MODULES`)."""
     p = subparsers.add_parser(
         "crawl-stickers", help="search a Tenor API v2 service for emotion stickers and download them as MP4",
         description=f"The API key is read from ${KEY_ENV}. Re-running with the same --out resumes the crawl.")

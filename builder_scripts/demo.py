@@ -156,7 +156,7 @@ def run_demo(out_dir: Union[str, Path], *, seed: int = 0, workers: int = 2, size
 
 
 def add_command(subparsers: argparse._SubParsersAction) -> None:
-    """Register this module\'s subcommand with the CLI (see `cli.COMMAND_MODULES`)."""
+    """Register this module's subcommand with the CLI (see `cli.COMMAND_MODULES`)."""
     p = subparsers.add_parser("demo", help="build the offline demo dataset through the real pipeline stages")
     p.add_argument("out_dir", help="demo folder: raw material in raw/, stage folders in work/, the dataset in dataset/")
     p.add_argument("--seed", type=int, default=0, help="the demo is deterministic given the seed")

@@ -268,7 +268,7 @@ def _command(args: argparse.Namespace) -> int:
 
 
 def add_command(subparsers: argparse._SubParsersAction) -> None:
-    """Register this module\'s subcommand with the CLI (see `cli.COMMAND_MODULES`)."""
+    """Register this module's subcommand with the CLI (see `cli.COMMAND_MODULES`)."""
     p = subparsers.add_parser(STAGE, help="Condensed Movies clips in story order: download with yt-dlp or ingest")
     p.add_argument("--metadata", required=True, help="CMD metadata folder (clips.csv, durations.csv, ...)")
     p.add_argument("--out", required=True, help="output stage folder")

@@ -203,7 +203,7 @@ def run_import(src_dir: Union[str, os.PathLike], out_dir: Union[str, os.PathLike
 
 
 def add_command(subparsers: argparse._SubParsersAction) -> None:
-    """Register this module\'s subcommand with the CLI (see `cli.COMMAND_MODULES`)."""
+    """Register this module's subcommand with the CLI (see `cli.COMMAND_MODULES`)."""
     p = subparsers.add_parser(STAGE, help="import a local folder of clips (MagicAnime faces or any collection)")
     p.add_argument("--src", required=True, help="folder of videos/GIFs (searched recursively)")
     p.add_argument("--out", required=True, help="output stage folder")

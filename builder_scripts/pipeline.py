@@ -205,7 +205,7 @@ def run_pipeline(config_path: Union[str, Path], *, base_dir: Optional[Union[str,
 
 
 def add_command(subparsers: argparse._SubParsersAction) -> None:
-    """Register this module\'s subcommand with the CLI (see `cli.COMMAND_MODULES`)."""
+    """Register this module's subcommand with the CLI (see `cli.COMMAND_MODULES`)."""
     p = subparsers.add_parser("run", help="run the whole chain from a config (see builder_scripts/configs/)")
     p.add_argument("--config", required=True, help="pipeline config YAML")
     p.add_argument("--base-dir", help="folder that relative paths in the config are relative to "

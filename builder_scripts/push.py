@@ -159,7 +159,7 @@ def push_dataset(
 
 
 def add_command(subparsers: argparse._SubParsersAction) -> None:
-    """Register this module\'s subcommand with the CLI (see `cli.COMMAND_MODULES`)."""
+    """Register this module's subcommand with the CLI (see `cli.COMMAND_MODULES`)."""
     p = subparsers.add_parser("push", help="upload a built dataset folder to the Hub (resumable) and verify it",
                               description="Token from HF_TOKEN, endpoint from HF_ENDPOINT.")
     p.add_argument("dataset_dir", help="dataset folder written by `emovid-build build`")

@@ -407,7 +407,7 @@ def collect_videos(paths: Sequence[Union[str, Path]]) -> list[dict[str, Any]]:
 
 
 def add_command(subparsers: argparse._SubParsersAction) -> None:
-    """Register this module\'s subcommand with the CLI (see `cli.COMMAND_MODULES`)."""
+    """Register this module's subcommand with the CLI (see `cli.COMMAND_MODULES`)."""
     p = subparsers.add_parser(STAGE, help="cut long videos into shots (PySceneDetect) and write each as an MP4")
     p.add_argument("inputs", nargs="+", metavar="VIDEO_OR_DIR",
                    help="video files, folders of videos, or stage folders with a manifest.parquet")

@@ -131,7 +131,7 @@ def _cmd_splits(args: argparse.Namespace) -> int:
 
 
 def add_command(subparsers: argparse._SubParsersAction) -> None:
-    """Register this module\'s subcommand with the CLI (see `cli.COMMAND_MODULES`)."""
+    """Register this module's subcommand with the CLI (see `cli.COMMAND_MODULES`)."""
     p = subparsers.add_parser(STAGE, help="choose the benchmark (N per source x emotion) and the train split")
     p.add_argument("input", help="stage folder whose clips all have an emotion")
     p.add_argument("--out", required=True, help="output stage folder")

@@ -28,7 +28,7 @@ def describe_dataset(path: str, config: str = "default", rows: int = 3) -> str:
 
 
 def add_command(subparsers: argparse._SubParsersAction) -> None:
-    """Register this module\'s subcommand with the CLI (see `cli.COMMAND_MODULES`)."""
+    """Register this module's subcommand with the CLI (see `cli.COMMAND_MODULES`)."""
     p = subparsers.add_parser("inspect", help="load a dataset folder or Hub repo and summarise it")
     p.add_argument("dataset", help="dataset folder or Hub repo id")
     p.add_argument("--config", default="default", choices=CONFIGS)

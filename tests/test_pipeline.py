@@ -72,17 +72,34 @@ def test_demo_is_deterministic_given_the_seed(tmp_path):
     assert all((a / f).read_bytes() == (b / f).read_bytes() for f in files)
 
 
-def test_run_waits_for_human_votes(tmp_path, demo):
+def test_run_waits_for_human_votes_then_finishes(tmp_path, demo):
+    from builder_scripts.cli import main
+    from builder_scripts.demo import truth_for_rows
+    from emovid_datasets.labelling import simulate_votes, write_vote_file
+
     config = {
         "work_dir": "work", "workers": 1,
-        "sources": {"sticker": {"import": {"src": str(demo / "raw" / "stickers")}}},
+        "sources": {"sticker": {"import": {"src": str(demo / "raw" / "stickers"),
+                                           "metadata": str(demo / "raw" / "stickers" / "metadata.csv")}}},
         "annotate": {"fraction": 0.5, "votes": ["votes/*.csv"]},
+        "splits": {"per_cell": 1}, "build": {"min_shards": 1},
     }
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config))
-    assert run_pipeline(path, progress=False) is None
+    assert main(["run", "--config", str(path)]) == 3  # waiting for votes: the README's exit code
     tasks = (tmp_path / "work" / "annotate" / "tasks" / "tasks.csv").read_text().splitlines()
     assert tasks[0].startswith("clip_id") and len(tasks) == 1 + 12
+
+    # the annotators' file arrives (three votes per task clip); the same command now finishes the build
+    wanted = {line.split(",")[0] for line in tasks[1:]}
+    rows = [r for r in read_manifest(tmp_path / "work" / "attributes") if r["clip_id"] in wanted]
+    votes = simulate_votes(truth_for_rows(rows, demo / "raw" / "truth.parquet"), seed=1, prefix="ann")
+    write_vote_file(tmp_path / "votes" / "batch1.csv", votes)
+    assert main(["run", "--config", str(path)]) == 0
+    dsd = load_emovid(str(tmp_path / "dataset"), "default", decode_media=False)
+    assert sum(len(ds) for ds in dsd.values()) == 24
+    human = {r["clip_id"] for ds in dsd.values() for r in ds if r["label_source"] == 0}
+    assert human and human <= wanted  # human labels only where votes were cast
 
 
 def test_story_order_numbers_segments_within_each_film():

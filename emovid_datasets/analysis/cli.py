@@ -17,7 +17,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def add_command(subparsers: argparse._SubParsersAction) -> None:
-    """Register this module\'s subcommand with the CLI (see `cli.COMMAND_MODULES`)."""
+    """Register this module's subcommand with the CLI (see `cli.COMMAND_MODULES`)."""
     p = subparsers.add_parser("analyze", help="dataset analysis report: composition, colour, transitions, phrases")
     p.add_argument("dataset", help="dataset folder or Hub repo id (anything load_emovid accepts)")
     p.add_argument("--out", required=True, help="output folder for report.html and stats.json")

@@ -38,7 +38,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def add_command(subparsers: argparse._SubParsersAction) -> None:
-    """Register this module\'s subcommand with the CLI (see `cli.COMMAND_MODULES`)."""
+    """Register this module's subcommand with the CLI (see `cli.COMMAND_MODULES`)."""
     p = subparsers.add_parser("evaluate", help="benchmark metrics (FVD, CLIP/SD, Flicker, EA-2/EA-8) of generated videos")
     p.add_argument("--generated", required=True, help="folder of generated videos named <clip_id>.mp4")
     p.add_argument("--benchmark", required=True, help="EmoVid dataset folder or Hub repo id")
