@@ -318,3 +318,16 @@ def test_real_short_clip_and_a_container_without_duration(shared_media):
     # 94 frames, the last at 3.104 s shown for 33 ms, no duration in the container: 51 frames (t <= 3.125 s) then looped
     webm = samples["test.webm"]
     assert torch.equal(webm[:, 51], webm[:, 0]) and not torch.equal(webm[:, 50], webm[:, 0])
+
+
+def test_set_epoch_reshuffles_persistent_workers(dataset_dir, all_ids):
+    """The README's loop: a shuffled stream, 2 persistent workers, set_epoch before each epoch."""
+    rows = stream(dataset_dir).shuffle(seed=0, buffer_size=8)
+    clips = EmoVidClips(rows, num_frames=1, height=16, width=16)
+    loader = DataLoader(clips, batch_size=None, num_workers=2, persistent_workers=True)
+    orders = []
+    for epoch in range(2):
+        clips.set_epoch(epoch)
+        orders.append([sample["clip_id"] for sample in loader])
+    assert all(sorted(order) == all_ids for order in orders)  # every clip once per epoch
+    assert orders[0] != orders[1]  # a new shard order and shuffle buffer each epoch
