@@ -184,3 +184,19 @@ def test_a_row_without_probability_mass_is_left_out_of_ea_not_counted_as_amuseme
     assert sorted(c["clip_id"] for c in abstained) == ["sticker-excitement-01", "sticker-sadness-01"]  # excitement hue
     assert all("no emotion" in c["classifier_error"] for c in abstained)
     assert result["overall"]["ea8"]["n"] == len(result["per_clip"]) - 2
+
+
+def test_clip_text_and_preprocessing_options_reach_the_scores(setup):
+    """--clip-text caption --preprocessing evalcrafter: the score is CLIP(raw 0-255 frames, caption alone)."""
+    default = run(setup, "t2v", "t2v-default.json", "--clip-model", str(setup["clip"]))
+    result = run(setup, "t2v", "t2v-options.json", "--clip-model", str(setup["clip"]), "--clip-text", "caption",
+                 "--preprocessing", "evalcrafter")
+    bench = load_emovid(str(setup["dataset"]), split="benchmark", decode_media=False)
+    captions = {r["clip_id"]: r["caption"] for r in bench}
+    clip = ClipEncoder.load(str(setup["clip"]), device="cpu", preprocessing="evalcrafter")
+    for entry in result["per_clip"]:
+        frames = read_frames(setup["generated"] / f"{entry['clip_id']}.mp4")
+        text, _ = clip.encode_texts([clip_text(captions[entry["clip_id"]], "fear", "caption")])
+        assert entry["clip"] == pytest.approx(clip_score(clip.encode_images(frames), text[0]), abs=1e-6)
+    before = {c["clip_id"]: c["clip"] for c in default["per_clip"]}
+    assert any(abs(c["clip"] - before[c["clip_id"]]) > 1e-4 for c in result["per_clip"])
