@@ -331,3 +331,43 @@ def test_set_epoch_reshuffles_persistent_workers(dataset_dir, all_ids):
         orders.append([sample["clip_id"] for sample in loader])
     assert all(sorted(order) == all_ids for order in orders)  # every clip once per epoch
     assert orders[0] != orders[1]  # a new shard order and shuffle buffer each epoch
+
+
+TORCHRUN_SCRIPT = """
+import json, os, sys
+import torch.distributed as dist
+from emovid_datasets.loading import load_emovid
+from emovid_datasets.torch import EmoVidClips
+
+dist.init_process_group("gloo")  # what a training script does before building its data
+del os.environ["RANK"], os.environ["WORLD_SIZE"]  # so only torch.distributed can tell the adapter
+rows = load_emovid(sys.argv[1], split="train", streaming=True, decode_media=False)
+clips = EmoVidClips(rows, num_frames=1, height=16, width=16)  # rank and world size from torch.distributed
+ids = [s["clip_id"] for s in clips]
+gathered = [None] * dist.get_world_size()
+dist.all_gather_object(gathered, {"rank": clips.rank, "world": clips.world_size, "ids": ids})
+if dist.get_rank() == 0:
+    print(json.dumps(gathered))
+dist.destroy_process_group()
+"""
+
+
+def test_ranks_from_torch_distributed_read_disjoint_rows(dataset_dir, all_ids, tmp_path):
+    import json
+    import os
+    import socket
+    import subprocess
+
+    script = tmp_path / "ranks.py"
+    script.write_text(TORCHRUN_SCRIPT)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr",
+                           "127.0.0.1", "--master_port", str(port), str(script), str(dataset_dir)],
+                          env=dict(os.environ, OMP_NUM_THREADS="1"), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    parts = json.loads(done.stdout.strip().splitlines()[-1])
+    assert [(p["rank"], p["world"]) for p in parts] == [(0, 2), (1, 2)]
+    assert parts[0]["ids"] and parts[1]["ids"] and not set(parts[0]["ids"]) & set(parts[1]["ids"])
+    assert sorted(parts[0]["ids"] + parts[1]["ids"]) == all_ids
