@@ -127,8 +127,7 @@ def write_shards(
     """
     out_dir = Path(out_dir)
     max_bytes = parse_size(max_shard_size)
-    if (out_dir / "data").is_dir():
-        remove_leftovers(out_dir / "data")
+    remove_leftovers(out_dir / "data")
     with tempfile.TemporaryDirectory(prefix="emovid-build-") as tmp_cache:
         builder = EmoVidBuilder(config_name="default", manifest=str(manifest), cache_dir=tmp_cache)
         builder.download_and_prepare(download_mode=datasets.DownloadMode.FORCE_REDOWNLOAD)

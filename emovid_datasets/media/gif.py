@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Sequence, Union
 
 import numpy as np
+from PIL import Image
 
 from ..atomic import atomic_write_bytes
 
@@ -15,8 +16,6 @@ from ..atomic import atomic_write_bytes
 def encode_gif(frames: Sequence[np.ndarray], frame_ms: float) -> bytes:
     """An endlessly looping GIF of (H, W, 3) uint8 frames shown ``frame_ms`` each (GIFs count in 10 ms steps,
     and viewers slow anything under 20 ms, so shorter delays become 20)."""
-    from PIL import Image
-
     if not len(frames):
         raise ValueError("a GIF needs at least one frame")
     images = [Image.fromarray(np.asarray(f)) for f in frames]

@@ -105,7 +105,7 @@ def _stream(batches: _Batches, state: dict, rows_per_batch: int) -> Iterator[dic
 
 def _build_cache(cfg: TrainConfig, pipe, rows, output: Path, device: torch.device, dtype: torch.dtype,
                  accelerator: Any) -> LatentCache:
-    """Encode the clips not yet cached, each process a share (every ``world``-th), then check the result together.
+    """Encode the clips not yet cached, each process every N-th of them (N processes), then check the result together.
 
     The cache folder must be one all processes see (one machine, or a shared file system).
     """
