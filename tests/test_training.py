@@ -5,6 +5,10 @@ import os
 import socket
 import subprocess
 import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -17,7 +21,7 @@ from emovid_datasets.training.lora import (COMFYUI_FILE, DIFFUSERS_FILE, add_lor
 from emovid_datasets.training.models import build_tiny, load_pipeline
 from emovid_datasets.training.objective import FlowMatchObjective, diffsynth_table, training_loss
 from emovid_datasets.training.config import TrainConfig
-from emovid_datasets.training.trainer import train
+from emovid_datasets.training.trainer import _build_cache, train
 from emovid_datasets.training.data import load_rows
 from factory import corrupt_clip, make_dataset
 
@@ -253,6 +257,31 @@ def test_processes_skip_a_step_together_when_one_has_no_decodable_clip(tmp_path)
     with pytest.raises(ValueError, match="whole epoch"):
         train(TrainConfig(task="t2v", data=str(dataset), output=str(tmp_path / "none"), sources=["animation"],
                           limit=2, no_cache=True, **SMALL))
+
+
+def test_processes_share_the_cache_work_even_when_one_starts_late(dataset, tmp_path, caplog):
+    """Process 1 looks at the cache only once process 0 has reached a barrier: each still encodes its half."""
+    cfg = TrainConfig(task="t2v", data=dataset, output=str(tmp_path / "run"), sources=["animation"], limit=4, **SMALL)
+    pipe = load_pipeline("tiny", "t2v")
+    rows = load_rows(dataset, sources=["animation"]).select(range(4))
+    barrier, first_arrived = threading.Barrier(2, timeout=120), threading.Event()
+
+    def process(index: int) -> LatentCache:
+        def wait_for_everyone():
+            first_arrived.set()
+            barrier.wait()
+
+        accelerator = SimpleNamespace(process_index=index, num_processes=2, is_main_process=index == 0,
+                                      wait_for_everyone=wait_for_everyone)
+        if index == 1:
+            first_arrived.wait(timeout=120)  # a late start: process 0 is already at its first barrier
+        return _build_cache(cfg, pipe, rows, Path(cfg.output), torch.device("cpu"), torch.float32, accelerator)
+
+    caplog.set_level("INFO", logger="emovid_datasets")
+    with ThreadPoolExecutor(2) as pool:
+        caches = list(pool.map(process, (0, 1), timeout=300))
+    assert all(caches[0].has(c) for c in rows["clip_id"])  # before the fix, process 1's share left a clip out
+    assert caplog.text.count(": 2 clips encoded") == 2
 
 
 def test_a_launch_accelerate_does_not_join_is_refused(dataset, tmp_path, monkeypatch):

@@ -114,6 +114,7 @@ def _build_cache(cfg: TrainConfig, pipe, rows, output: Path, device: torch.devic
                 "data": cfg.data, "config": cfg.config, "split": cfg.split, "dtype": str(dtype)}
     cache = LatentCache(cfg.cache_dir or output / "cache", settings)
     todo = [i for i, clip_id in enumerate(rows["clip_id"]) if not cache.has(clip_id)]
+    accelerator.wait_for_everyone()  # all agree on the to-do list before anyone writes, so the shares cover it
     mine = todo[accelerator.process_index::accelerator.num_processes]
     if mine:
         clips = adapter_clips(rows.select(mine), num_frames=cfg.num_frames, fps=cfg.fps, height=cfg.height,
