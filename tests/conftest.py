@@ -1,14 +1,25 @@
 """Test setup: offline Hub, a private HF cache, and the real clips in ../shared/media/."""
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
 os.environ["HF_HUB_OFFLINE"] = "1"
-os.environ.setdefault("HF_HOME", tempfile.mkdtemp(prefix="emovid-hf-home-"))
+_OWN_HF_HOME = None if "HF_HOME" in os.environ else tempfile.mkdtemp(prefix="emovid-hf-home-")
+if _OWN_HF_HOME:
+    os.environ["HF_HOME"] = _OWN_HF_HOME
 os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
 
 import pytest  # noqa: E402
+
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Remove the HF cache made for this run (subprocesses of the tests share it through the environment)."""
+    if _OWN_HF_HOME:
+        shutil.rmtree(_OWN_HF_HOME, ignore_errors=True)
+
 
 SHARED_MEDIA = Path(__file__).resolve().parents[1].parent / "shared" / "media"
 
