@@ -262,7 +262,7 @@ def test_processes_skip_a_step_together_when_one_has_no_decodable_clip(tmp_path)
 def test_processes_share_the_cache_work_even_when_one_starts_late(dataset, tmp_path, caplog):
     """Process 1 looks at the cache only once process 0 has reached a barrier: each still encodes its half."""
     cfg = TrainConfig(task="t2v", data=dataset, output=str(tmp_path / "run"), sources=["animation"], limit=4, **SMALL)
-    pipe = load_pipeline("tiny", "t2v")
+    pipes = [load_pipeline("tiny", "t2v") for _ in range(2)]  # one each, as processes have (the VAE keeps state)
     rows = load_rows(dataset, sources=["animation"]).select(range(4))
     barrier, first_arrived = threading.Barrier(2, timeout=120), threading.Event()
 
@@ -275,7 +275,8 @@ def test_processes_share_the_cache_work_even_when_one_starts_late(dataset, tmp_p
                                       wait_for_everyone=wait_for_everyone)
         if index == 1:
             first_arrived.wait(timeout=120)  # a late start: process 0 is already at its first barrier
-        return _build_cache(cfg, pipe, rows, Path(cfg.output), torch.device("cpu"), torch.float32, accelerator)
+        return _build_cache(cfg, pipes[index], rows, Path(cfg.output), torch.device("cpu"), torch.float32,
+                            accelerator)
 
     caplog.set_level("INFO", logger="emovid_datasets")
     with ThreadPoolExecutor(2) as pool:
