@@ -5,7 +5,6 @@ No number in the card is typed by hand: counts, durations and shard sizes come f
 
 from __future__ import annotations
 
-import json
 from importlib import resources
 from pathlib import Path
 from string import Template
@@ -15,6 +14,7 @@ import datasets
 
 from emovid_datasets.export import ExportResult, card_metadata
 from emovid_datasets.labelling.labeller import DATASET_LABELLER, saved_labeller_files
+from emovid_datasets.records import read_json_file
 from emovid_datasets.schema import CONFIGS, SPLITS, schema_markdown_table
 from emovid_datasets.stats import composition
 from emovid_datasets.taxonomy import EMOTIONS, SOURCES
@@ -55,7 +55,7 @@ def labeller_note(out_dir: Path) -> str:
     _, meta_path = saved_labeller_files(Path(out_dir) / DATASET_LABELLER)
     if not meta_path.is_file():
         return "No label model is stored with this build."
-    metrics = json.loads(meta_path.read_text()).get("metrics", {})
+    metrics = read_json_file(meta_path).get("metrics", {})
     accuracy = metrics.get("heldout_accuracy")
     measured = (f"held-out accuracy {accuracy:.3f} on {metrics.get('heldout_clips')} human-labelled clips, "
                 f"chance {metrics.get('chance_accuracy', 0):.3f}" if accuracy is not None else "no held-out accuracy")

@@ -161,6 +161,7 @@ class Pipeline:
     # -- the chain -------------------------------------------------------------------------------
     def run(self) -> Optional[Path]:
         """Run every stage; returns the dataset folder (None when waiting for human votes)."""
+        from .annotate import LABELLER_FILE
         from .attributes import run_attributes
         from .build import build_dataset
         from .captions import run_captions
@@ -184,7 +185,7 @@ class Pipeline:
                      max_cell_fraction=float(splits.get("max_cell_fraction", 1.0)))
         build = self.config.get("build", {})
         dataset = self.path(self.config.get("dataset_dir", "dataset"))
-        labeller = self.work / "annotate" / "labels" / "labeller.skops"
+        labeller = self.work / "annotate" / "labels" / LABELLER_FILE
         build_dataset(self.work / "splits", dataset, max_shard_size=build.get("max_shard_size", "500MB"),
                       min_shards=int(build.get("min_shards", 8)), pretty_name=build.get("pretty_name", "EmoVid"),
                       labeller=labeller if labeller.exists() else None)

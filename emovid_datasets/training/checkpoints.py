@@ -13,6 +13,7 @@ from typing import Any, Mapping, Optional
 import torch
 
 from ..atomic import atomic_write_text
+from ..records import read_json_file, read_json_lines
 from .config import CONFIG_FILE, RESUME_KEYS, TrainConfig
 from .lora import lora_state_dict
 
@@ -37,8 +38,7 @@ class LossLog:
 
     def _truncate(self, step: int) -> None:
         if self.jsonl.exists():
-            rows = [json.loads(line) for line in self.jsonl.read_text().splitlines() if line.strip()]
-            rows = [r for r in rows if r["step"] <= step]
+            rows = [r for _, r in read_json_lines(self.jsonl) if r["step"] <= step]
             atomic_write_text(self.jsonl, "".join(json.dumps(r) + "\n" for r in rows))
             atomic_write_text(self.csv, ",".join(LOSS_FIELDS) + "\n"
                               + "".join(",".join(str(r[k]) for k in LOSS_FIELDS) + "\n" for r in rows))
@@ -91,7 +91,7 @@ def resume_point(cfg: TrainConfig, output: Path) -> Optional[Path]:
         raise FileNotFoundError(f"{point}: not a training checkpoint (no state.json)")
     saved = output / CONFIG_FILE
     if saved.exists():
-        before = json.loads(saved.read_text())
+        before = read_json_file(saved)
         changed = [k for k in RESUME_KEYS if k in before and before[k] != getattr(cfg, k)]
         if changed:
             raise ValueError(f"cannot resume {point}: {', '.join(changed)} differ from the checkpointed run "

@@ -21,6 +21,7 @@ from typing import Any, Iterator, Optional
 import torch
 
 from ..atomic import atomic_write_text
+from ..records import read_json_file
 from .cache import LatentCache, encode_batch, fill_cache
 from .checkpoints import LossLog, resume_point, save_checkpoint
 from .config import CONFIG_FILE, TrainConfig
@@ -197,7 +198,7 @@ def train(cfg: TrainConfig) -> TrainResult:
         load_lora_state(accelerator.unwrap_model(transformer), load_file(str(resume_from / "adapter.safetensors")))
         optimizer.load_state_dict(torch.load(resume_from / "optimizer.pt", map_location=device, weights_only=True))
         scheduler.load_state_dict(torch.load(resume_from / "scheduler.pt", weights_only=True))
-        state.update(json.loads((resume_from / "state.json").read_text()))
+        state.update(read_json_file(resume_from / "state.json"))
         log.info("resumed from %s: step %d, epoch %d, row %d", resume_from, state["global_step"], state["epoch"],
                  state["position"])
     if accelerator.is_main_process:
