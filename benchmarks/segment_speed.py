@@ -30,7 +30,7 @@ from typing import Callable
 import av.logging
 import scenedetect
 
-from builder_scripts.segment import ConfirmedCutDetector, detect_cuts, split_shots
+from builder_scripts.stages.segment import ConfirmedCutDetector, detect_cuts, split_shots
 from emovid_datasets.media import probe
 
 DEFAULT_VIDEO = Path(__file__).resolve().parents[2] / "shared" / "media" / "big_buck_bunny_480p_30s.mp4"

@@ -9,18 +9,18 @@ from emovid_datasets.cli import run_cli
 
 # Every module here defines `add_command(subparsers)`; keep one line per stage module.
 COMMAND_MODULES: tuple[str, ...] = (
-    "builder_scripts.crawl_stickers",
-    "builder_scripts.fetch_movies",
-    "builder_scripts.import_animation",
-    "builder_scripts.segment",
-    "builder_scripts.attributes",
-    "builder_scripts.annotate",
-    "builder_scripts.captions",
-    "builder_scripts.splits",
-    "builder_scripts.build",
-    "builder_scripts.push",
-    "builder_scripts.pipeline",
-    "builder_scripts.demo",
+    "builder_scripts.sources.crawl_stickers",
+    "builder_scripts.sources.fetch_movies",
+    "builder_scripts.sources.import_animation",
+    "builder_scripts.stages.segment",
+    "builder_scripts.stages.attributes",
+    "builder_scripts.stages.annotate",
+    "builder_scripts.stages.captions",
+    "builder_scripts.stages.splits",
+    "builder_scripts.publish.build",
+    "builder_scripts.publish.push",
+    "builder_scripts.engine.pipeline",
+    "builder_scripts.demo.command",
 )
 
 

@@ -80,7 +80,7 @@ def make_manifest(root: Union[str, Path], *, per_cell: int = 1, benchmark_per_ce
 
 def make_dataset(root: Union[str, Path], *, min_shards: int = 2, **manifest_kwargs) -> Path:
     """A complete EmoVid dataset folder (shards + card) built from `make_manifest`; returns its path."""
-    from builder_scripts.build import build_dataset
+    from builder_scripts.publish.build import build_dataset
 
     root = Path(root)
     manifest = make_manifest(root / "raw", **manifest_kwargs)

@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from builder_scripts import annotate
+from builder_scripts.stages import annotate
 from builder_scripts.cli import COMMAND_MODULES
-from builder_scripts.manifest import read_manifest, read_rejects, write_manifest
+from builder_scripts.engine.manifest import read_manifest, read_rejects, write_manifest
 from emotion_clips import make_emotion_rows
 from emovid_datasets.labelling import FeatureClassifier, simulate_votes, write_vote_file
 from emovid_datasets.taxonomy import VOTE_CHOICES
@@ -33,7 +33,7 @@ def clips(tmp_path_factory):
 
 
 def test_registered_in_cli():
-    assert "builder_scripts.annotate" in COMMAND_MODULES
+    assert "builder_scripts.stages.annotate" in COMMAND_MODULES
 
 
 def test_export_is_stratified_by_source_and_deterministic(clips, tmp_path):

@@ -5,9 +5,9 @@ import argparse
 import numpy as np
 import pytest
 
-from builder_scripts import captions
+from builder_scripts.stages import captions
 from builder_scripts.cli import COMMAND_MODULES
-from builder_scripts.manifest import read_manifest, read_rejects, write_manifest
+from builder_scripts.engine.manifest import read_manifest, read_rejects, write_manifest
 from emotion_clips import make_emotion_rows, write_emotion_clip
 from emovid_datasets.labelling import Captioner, FactualCaptioner, VLMCaptioner
 from emovid_datasets.labelling.captioner import clean_caption, hue_name
@@ -23,7 +23,7 @@ def rows(tmp_path_factory):
 
 
 def test_registered_in_cli():
-    assert "builder_scripts.captions" in COMMAND_MODULES
+    assert "builder_scripts.stages.captions" in COMMAND_MODULES
 
 
 def test_hue_names():

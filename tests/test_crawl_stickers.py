@@ -16,9 +16,9 @@ import requests
 from tenor_server import TenorServer
 
 from builder_scripts import cli
-from builder_scripts.crawl_stickers import SEARCH_STAGE, STAGE, STATE_FILE, crawl_stickers
-from builder_scripts.manifest import read_manifest, read_rejects
-from builder_scripts.tenor import (Backoff, DownloadError, RateLimiter, TenorClient, TenorRequestError,
+from builder_scripts.sources.crawl_stickers import SEARCH_STAGE, STAGE, STATE_FILE, crawl_stickers
+from builder_scripts.engine.manifest import read_manifest, read_rejects
+from builder_scripts.sources.tenor import (Backoff, DownloadError, RateLimiter, TenorClient, TenorRequestError,
                                    TenorUnavailable, download_media, parse_retry_after)
 from emovid_datasets.media import probe
 from emovid_datasets.taxonomy import EMOTIONS, STICKER_QUERIES
@@ -269,8 +269,8 @@ def test_key_never_reaches_logs_manifests_rejects_or_errors(tmp_path, caplog):
 
 
 def test_cli_requires_the_key_from_the_environment(tmp_path, monkeypatch, caplog):
-    assert "builder_scripts.crawl_stickers" in cli.COMMAND_MODULES
-    monkeypatch.setattr(cli, "COMMAND_MODULES", ("builder_scripts.crawl_stickers",))
+    assert "builder_scripts.sources.crawl_stickers" in cli.COMMAND_MODULES
+    monkeypatch.setattr(cli, "COMMAND_MODULES", ("builder_scripts.sources.crawl_stickers",))
     monkeypatch.delenv("TENOR_API_KEY", raising=False)
     assert cli.main(["crawl-stickers", "--out", str(tmp_path), "--endpoint", "http://127.0.0.1:9/v2"]) == 2
     assert "TENOR_API_KEY is not set" in caplog.text
@@ -295,7 +295,7 @@ def test_kill_and_resume_finishes_with_no_duplicate_and_no_loss(tmp_path):
     # Two queries per emotion, overlapping so dedup matters: 5 stickers per emotion, 2 shared.
     catalogue = {q: ids[(i // 2) * 5:(i // 2) * 5 + 5][(i % 2) * 2:(i % 2) * 2 + 3] for i, q in enumerate(queries)}
     out = tmp_path / "out"
-    code = ("import sys, builder_scripts.cli as c; c.COMMAND_MODULES = ('builder_scripts.crawl_stickers',); "
+    code = ("import sys, builder_scripts.cli as c; c.COMMAND_MODULES = ('builder_scripts.sources.crawl_stickers',); "
             "sys.exit(c.main(sys.argv[1:]))")
     with TenorServer(catalogue, key=KEY, media_delay=0.05) as server:
         argv = [sys.executable, "-c", code, "-v", "crawl-stickers", "--out", str(out), "--endpoint",
@@ -342,7 +342,7 @@ def test_kill_and_resume_finishes_with_no_duplicate_and_no_loss(tmp_path):
 
 def test_crawl_from_env_takes_a_config_section_of_client_and_crawl_settings(tmp_path, monkeypatch):
     """What `emovid-build run` passes from its YAML `crawl:` section; max_retries reaches the search API too."""
-    from builder_scripts.crawl_stickers import crawl_from_env
+    from builder_scripts.sources.crawl_stickers import crawl_from_env
 
     monkeypatch.setenv("TENOR_API_KEY", KEY)
     with TenorServer(CATALOGUE, key=KEY) as server:

@@ -14,9 +14,9 @@ import av
 import numpy as np
 import pytest
 
-from builder_scripts import fetch_movies
-from builder_scripts.fetch_movies import WATCH_URL, read_metadata, run_fetch_movies, sequence_id_of, slug
-from builder_scripts.manifest import read_manifest, read_rejects
+from builder_scripts.sources import fetch_movies
+from builder_scripts.sources.fetch_movies import WATCH_URL, read_metadata, run_fetch_movies, sequence_id_of, slug
+from builder_scripts.engine.manifest import read_manifest, read_rejects
 from emovid_datasets.media import decode_audio, probe, read_frames
 from factory import make_video
 

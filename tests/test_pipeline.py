@@ -5,9 +5,9 @@ import json
 import pytest
 import yaml
 
-from builder_scripts.demo import DemoSize, generate_raw, run_demo
-from builder_scripts.manifest import read_manifest
-from builder_scripts.pipeline import run_pipeline, story_order
+from builder_scripts.demo.command import DemoSize, generate_raw, run_demo
+from builder_scripts.engine.manifest import read_manifest
+from builder_scripts.engine.pipeline import run_pipeline, story_order
 from emovid_datasets import FEATURES, load_emovid
 from emovid_datasets.taxonomy import EMOTIONS, SOURCES
 
@@ -74,7 +74,7 @@ def test_demo_is_deterministic_given_the_seed(tmp_path):
 
 def test_run_waits_for_human_votes_then_finishes(tmp_path, demo):
     from builder_scripts.cli import main
-    from builder_scripts.demo import truth_for_rows
+    from builder_scripts.demo.votes import truth_for_rows
     from emovid_datasets.labelling import simulate_votes, write_vote_file
 
     config = {

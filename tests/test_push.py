@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from builder_scripts.push import local_files
+from builder_scripts.publish.push import local_files
 from emovid_datasets.loading import load_emovid
 
 from factory import make_dataset
@@ -125,7 +125,7 @@ def test_python_api_token_private_branch_and_stale_shards(hub: FakeHub, dataset:
     code = textwrap.dedent(f"""
         import os, shutil
         from huggingface_hub.errors import HfHubHTTPError
-        from builder_scripts.push import push_dataset
+        from builder_scripts.publish.push import push_dataset
         try:  # no HF_TOKEN in this environment: the Hub refuses an anonymous push
             push_dataset({str(dataset)!r}, {REPO!r}, endpoint={hub.url!r})
         except HfHubHTTPError as exc:
@@ -162,7 +162,7 @@ def test_load_dataset_streams_and_downloads_through_the_same_hub(hub: FakeHub, d
     code = textwrap.dedent(f"""
         import hashlib, json
         import datasets
-        from builder_scripts.push import push_dataset
+        from builder_scripts.publish.push import push_dataset
         push_dataset({str(dataset)!r}, {REPO!r})  # HF_TOKEN and HF_ENDPOINT from the environment
         stream = datasets.load_dataset({REPO!r}, "default", split="train", streaming=True)
         rows = list(stream.decode(False))

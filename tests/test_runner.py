@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from builder_scripts.manifest import read_manifest, read_rejects, write_manifest
-from builder_scripts.runner import Outcome, run_stage
+from builder_scripts.engine.manifest import read_manifest, read_rejects, write_manifest
+from builder_scripts.engine.runner import Outcome, run_stage
 
 
 def double(item):

@@ -16,8 +16,8 @@ import pytest
 import scenedetect
 from PIL import Image
 
-from builder_scripts import segment
-from builder_scripts.manifest import read_manifest, read_rejects
+from builder_scripts.stages import segment
+from builder_scripts.engine.manifest import read_manifest, read_rejects
 from emovid_datasets.media import Mp4Writer, decode_audio, probe, read_frames
 
 FPS = 12
@@ -204,7 +204,7 @@ def test_corrupt_input_is_rejected_and_the_rest_goes_on(film, tmp_path):
 KILL_SCRIPT = textwrap.dedent("""
     import os, signal, sys
     from emovid_datasets.media import Mp4Writer
-    from builder_scripts.segment import run_segment
+    from builder_scripts.stages.segment import run_segment
 
     write_frame = Mp4Writer.write_frame
 

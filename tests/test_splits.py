@@ -6,9 +6,9 @@ from collections import Counter
 
 import pytest
 
-from builder_scripts import splits
+from builder_scripts.stages import splits
 from builder_scripts.cli import COMMAND_MODULES
-from builder_scripts.manifest import read_manifest, read_rejects, write_manifest
+from builder_scripts.engine.manifest import read_manifest, read_rejects, write_manifest
 from emovid_datasets.taxonomy import EMOTIONS, SOURCES
 
 
@@ -27,7 +27,7 @@ def make_rows(human_per_cell, model_per_cell=0, sources=SOURCES):
 
 
 def test_registered_in_cli():
-    assert "builder_scripts.splits" in COMMAND_MODULES
+    assert "builder_scripts.stages.splits" in COMMAND_MODULES
 
 
 def test_benchmark_is_ten_human_clips_per_cell_240_in_all():

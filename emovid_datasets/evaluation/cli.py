@@ -11,16 +11,17 @@ from .options import CLIP_TEXT_RULES, PREPROCESSING, SD_REFERENCES, TASKS
 
 
 def default_classifier(benchmark: str) -> Optional[str]:
-    """The label model saved in a local dataset folder (the build's labeller), if there is one."""
-    from ..labelling.labeller import DATASET_LABELLER
+    """The EA evaluator saved in a local dataset folder (never its label model), if there is one."""
+    from .evaluator import EVALUATOR_DIR
 
-    path = Path(benchmark) / DATASET_LABELLER
-    return str(path) if path.is_file() else None
+    path = Path(benchmark) / EVALUATOR_DIR
+    return str(path) if path.is_dir() else None
 
 
 def _run(args: argparse.Namespace) -> int:
     from ..loading import load_emovid
     from .evaluate import evaluate, format_table, write_result
+    from .evaluator import check_not_leaking
     from .extractors import ClipEncoder, load_classifier, load_video_extractor
 
     clip = ClipEncoder.load(args.clip_model, args.device, args.preprocessing) if args.clip_model else None
@@ -29,8 +30,13 @@ def _run(args: argparse.Namespace) -> int:
     classifier_spec = args.classifier or default_classifier(args.benchmark)
     classifier = load_classifier(classifier_spec) if classifier_spec else None
     benchmark = load_emovid(args.benchmark, args.config, split=args.split, decode_media=False)
+    info = None
+    if classifier is not None:
+        trained_on = check_not_leaking(classifier.inner, classifier_spec, benchmark["clip_id"])
+        info = {"spec": classifier_spec, "sha256": classifier.sha256, "train_clips": trained_on}
     result = evaluate(args.generated, benchmark, args.task, clip=clip, video_features=video, classifier=classifier,
-                      text_rule=args.clip_text, sd_reference=args.sd_reference, frame_step=args.frame_step)
+                      text_rule=args.clip_text, sd_reference=args.sd_reference, frame_step=args.frame_step,
+                      classifier_info=info)
     path = write_result(result, args.out)
     print(format_table(result))
     print(f"wrote {path}")
@@ -46,9 +52,10 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="output JSON file")
     p.add_argument("--clip-model", help="CLIP folder or hub id (transformers CLIPModel) for CLIP/SD scores")
     p.add_argument("--fvd-model", help="TorchScript I3D file (StyleGAN-V's) or 'module:attr' video feature callable")
-    p.add_argument("--classifier", help="EA classifier (default: the label model saved in a local benchmark folder, "
-                        "labeller/labeller.skops): a labeller.skops, a .pkl/.joblib file, or "
-                        "'module:attr' with predict_proba(list of video bytes) -> (N, 8)")
+    p.add_argument("--classifier", help="EA classifier (default: the evaluator saved in a local benchmark folder, "
+                        "evaluator/): a saved labeller (a .skops file or a folder from `emovid-build annotate "
+                        "finetune`), a .pkl/.joblib file, or 'module:attr' with predict_proba(list of videos) -> (N, 8); "
+                        "one whose metadata shows benchmark clips among its training clips is refused")
     p.add_argument("--fvd-frames", type=int, default=16, help="TorchScript I3D: first N frames per clip")
     p.add_argument("--fvd-resolution", type=int, default=224, help="TorchScript I3D: square input size")
     p.add_argument("--config", default="default", choices=CONFIGS)

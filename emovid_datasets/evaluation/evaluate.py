@@ -22,15 +22,17 @@ import json
 import logging
 import warnings
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from ..atomic import atomic_write_text
 from ..media import MediaError, iter_frames, read_frames
+from ..media.container import media_payload
 from ..stats import decoded_rows, mean_of_present
 from ..taxonomy import EMOTIONS, SOURCES, emotion_prompt, emotion_sentence
+from .evaluator import REFERENCE_NAME
 from .extractors import ClipEncoder, OrderedClassifier, VideoFeatures
 from .metrics import (SmallSampleWarning, argmax_emotions, clip_score, ea_scores, flicker, frechet_distance,
                       sd_score)
@@ -87,8 +89,12 @@ def _group_metrics(indices: list[int], per_clip: list[dict[str, Any]], real: Opt
 def evaluate(generated_dir: str | Path, benchmark: Any, task: str, *, clip: Optional[ClipEncoder] = None,
              video_features: Optional[VideoFeatures] = None, classifier: Optional[OrderedClassifier] = None,
              text_rule: str = "emotion-first", sd_reference: str = "first-frame", frame_step: int = 1,
-             batch_size: int = 8) -> dict[str, Any]:
-    """Benchmark metrics of the videos in ``generated_dir`` against ``benchmark`` (a Dataset with undecoded video)."""
+             batch_size: int = 8, classifier_info: Optional[Mapping[str, Any]] = None) -> dict[str, Any]:
+    """Benchmark metrics of the videos in ``generated_dir`` against ``benchmark`` (a Dataset with undecoded video).
+
+    With a classifier, EA is also measured on the real benchmark clips (``reference``: the ceiling row).
+    ``classifier_info`` (its spec, sha256, training clips) is recorded in the result as given.
+    """
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
     if sd_reference not in SD_REFERENCES:
@@ -123,8 +129,16 @@ def evaluate(generated_dir: str | Path, benchmark: Any, task: str, *, clip: Opti
     if not per_clip:
         raise ValueError(f"{generated_dir}: none of the {len(matched)} matched videos could be evaluated")
 
+    reference = None
     if classifier is not None:
-        _classify(per_clip, matched, classifier, batch_size)
+        _classify(per_clip, lambda c: matched[c["clip_id"]].read_bytes(), classifier, batch_size, "predicted")
+        # The same classifier on the real benchmark clips: the EA that real video reaches (the ceiling row).
+        _classify(per_clip, lambda c: media_payload(benchmark[index_of[c["clip_id"]]]["video"]), classifier,
+                  batch_size, "real_predicted")
+        real = [c for c in per_clip if c["real_predicted"] is not None]
+        if real:
+            ea = ea_scores([c["real_predicted"] for c in real], [c["emotion"] for c in real])
+            reference = {"name": REFERENCE_NAME, "n": len(real), "ea2": ea["ea2"], "ea8": ea["ea8"]}
     else:
         notes.add("EA-2/EA-8: no --classifier given; reported as null")
     if clip is None:
@@ -162,6 +176,8 @@ def evaluate(generated_dir: str | Path, benchmark: Any, task: str, *, clip: Opti
                      "fvd_frames": getattr(video_features, "num_frames", None),
                      "fvd_resolution": getattr(video_features, "resolution", None),
                      "flicker": "mean |I_t+1 - I_t| / 255, all frames"},
+        "classifier": classifier_info,
+        "reference": reference,
         "overall": overall,
         "per_source": per_source,
         "per_emotion": per_emotion,
@@ -195,27 +211,28 @@ def _score_clip(path: Path, row: Mapping[str, Any], real_video: Any, task: str, 
     return entry, features
 
 
-def _classify(per_clip: list[dict[str, Any]], files: Mapping[str, Path], classifier: OrderedClassifier,
-              batch_size: int) -> None:
-    """Set each entry's ``predicted`` emotion; a batch that fails is retried clip by clip, failures stay null."""
-    for start in tqdm(range(0, len(per_clip), batch_size), desc="EA classifier", unit="batch"):
+def _classify(per_clip: list[dict[str, Any]], video_of: Callable[[dict[str, Any]], Any],
+              classifier: OrderedClassifier, batch_size: int, key: str) -> None:
+    """Set each entry's ``key`` to the classifier's emotion for ``video_of(entry)``; a batch that fails is
+    retried clip by clip, failures stay null."""
+    for start in tqdm(range(0, len(per_clip), batch_size), desc=f"EA classifier ({key})", unit="batch"):
         batch = per_clip[start:start + batch_size]
         try:
-            labels = argmax_emotions(classifier.predict_proba([files[c["clip_id"]].read_bytes() for c in batch]))
+            labels = argmax_emotions(classifier.predict_proba([video_of(c) for c in batch]))
         except (MediaError, ValueError):
             labels = []
             for c in batch:
                 try:
-                    labels.extend(argmax_emotions(classifier.predict_proba([files[c["clip_id"]].read_bytes()])))
+                    labels.extend(argmax_emotions(classifier.predict_proba([video_of(c)])))
                 except (MediaError, ValueError) as exc:
-                    log.warning("%s: classifier failed (%s); left out of EA", files[c["clip_id"]], exc)
-                    c["classifier_error"] = str(exc)
+                    log.warning("%s (%s): classifier failed (%s); left out of EA", c["clip_id"], key, exc)
+                    c[f"{key}_error"] = str(exc)
                     labels.append(None)
         for c, label in zip(batch, labels):
-            if label is None and "classifier_error" not in c:
-                log.warning("%s: the classifier gave no emotion; left out of EA", files[c["clip_id"]])
-                c["classifier_error"] = "no emotion in the classifier's answer"
-            c["predicted"] = label
+            if label is None and f"{key}_error" not in c:
+                log.warning("%s (%s): the classifier gave no emotion; left out of EA", c["clip_id"], key)
+                c[f"{key}_error"] = "no emotion in the classifier's answer"
+            c[key] = label
 
 
 def _fmt(value: Any, spec: str) -> str:
@@ -236,10 +253,16 @@ def format_table(result: Mapping[str, Any]) -> str:
     lines = [header] + [[result["task"].upper(), name, str(m["n"]), _fmt(m["fvd"], ".1f"), _fmt(m[key], ".4f"),
                          _fmt(m["flicker"], ".4f"), _fmt(m["ea2"], ".2f"), _fmt(m["ea8"], ".2f")]
                         for name, m in rows]
+    ref = result.get("reference")
+    if ref:
+        lines.append(["REF", ref["name"], str(ref["n"]), "–", "–", "–", _fmt(ref["ea2"], ".2f"), _fmt(ref["ea8"], ".2f")])
     widths = [max(len(r[i]) for r in lines) for i in range(len(header))]
     text = ["| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |" for r in lines]
     text.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    return "\n".join(text + [f"note: {n}" for n in result["notes"]])
+    info = result.get("classifier") or {}
+    notes = list(result["notes"]) + ([f"EA classifier: {info.get('spec')} (sha256 {info.get('sha256') or 'unknown'})"]
+                                     if info else [])
+    return "\n".join(text + [f"note: {n}" for n in notes])
 
 
 def write_result(result: Mapping[str, Any], out: str | Path) -> Path:

@@ -162,6 +162,7 @@ class OrderedClassifier:
 
     def __init__(self, inner: EmotionClassifier) -> None:
         self.inner = inner
+        self.sha256: Optional[str] = None  # set for saved labellers: the version of the model
         classes = getattr(inner, "classes_", None)
         if classes is not None:
             names = [str(c) for c in classes]
@@ -183,14 +184,21 @@ class OrderedClassifier:
 def load_classifier(spec: str) -> OrderedClassifier:
     """Load an EA classifier from ``spec``:
 
-    - ``.skops``: the default, the labeller `emovid-build annotate` saves (``OUT/labeller.skops`` + ``.json``,
-      loaded by `emovid_datasets.labelling.labeller.FeatureClassifier.load`);
+    - a saved labeller (`emovid_datasets.labelling.saved`): a dataset's ``evaluator/`` folder (the default),
+      a ``.skops`` feature classifier, or a fine-tuned VLM folder from `emovid-build annotate finetune`;
+      these record the clips they learned from and are versioned by ``sha256``;
     - a ``.pkl``/``.pickle`` (pickle) or ``.joblib`` (joblib) file holding an object with ``predict_proba``;
       pickle and joblib run code on load, so load only your own files;
     - ``"module:attr"``: an object with ``predict_proba``, or a class / zero-argument factory returning one
       (how the labeller from `emovid_datasets.labelling` or any other model plugs in).
     """
+    from ..labelling.saved import is_saved_labeller, labeller_sha256, load_labeller
+
     path = Path(spec)
+    if is_saved_labeller(path):
+        wrapped = OrderedClassifier(load_labeller(path))
+        wrapped.sha256 = labeller_sha256(path)
+        return wrapped
     if path.is_file():
         suffix = path.suffix.lower()
         if suffix in (".pkl", ".pickle"):
@@ -200,10 +208,6 @@ def load_classifier(spec: str) -> OrderedClassifier:
             import joblib
 
             obj = joblib.load(path)
-        elif suffix == ".skops":
-            from ..labelling.labeller import FeatureClassifier
-
-            obj = FeatureClassifier.load(path)
         else:
             raise ValueError(f"{path}: unknown classifier file type {suffix!r} (use .skops, .pkl or .joblib)")
     elif ":" in spec:

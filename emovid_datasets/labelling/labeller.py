@@ -14,7 +14,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Protocol, Sequence, runtime_checkable
+from typing import Any, Mapping, Optional, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
@@ -57,7 +57,8 @@ class Labeller(Protocol):
         """The most likely emotion per clip with its probability (the label's confidence)."""
 
 
-def _argmax_labels(proba: np.ndarray) -> list[Prediction]:
+def argmax_predictions(proba: np.ndarray) -> list[Prediction]:
+    """The top emotion and its probability per row; an all-zero row gives no emotion."""
     return [Prediction(EMOTIONS[int(np.argmax(p))], float(np.max(p))) if p.sum() > 0 else Prediction(None, 0.0)
             for p in proba]
 
@@ -80,10 +81,15 @@ class FeatureClassifier:
 
         return make_pipeline(StandardScaler(), LogisticRegression(C=self.c, max_iter=2000, random_state=self.seed))
 
-    def fit_features(self, features: np.ndarray, labels: Sequence[str], *, holdout: float = 0.25) -> dict[str, Any]:
-        """Measure held-out accuracy on a stratified split, then refit on everything; returns the metrics."""
-        from sklearn.metrics import accuracy_score
-        from sklearn.model_selection import train_test_split
+    def fit_features(self, features: np.ndarray, labels: Sequence[str], *, holdout: float = 0.25,
+                     rows: Optional[Sequence[Mapping[str, Any]]] = None) -> dict[str, Any]:
+        """Measure held-out quality on a split stratified by source and emotion, then refit on everything.
+
+        ``rows`` (aligned with ``features``: ``clip_id``, ``source``, ``human_votes``, ``human_annotators``)
+        name the clips, so the metrics hold per-source accuracy and per-annotator kappas and the
+        saved model records ``train_clip_ids``. Returns the metrics (`quality.labeller_metrics`).
+        """
+        from .quality import labeller_metrics, stratified_holdout
 
         labels = [str(x) for x in labels]
         unknown = sorted(set(labels) - set(EMOTIONS))
@@ -92,34 +98,51 @@ class FeatureClassifier:
         if len(set(labels)) < 2:
             raise ValueError(f"need human labels of at least two emotions to train, got {sorted(set(labels))}")
         features = np.asarray(features, dtype=np.float64)
-        counts = {e: labels.count(e) for e in EMOTIONS if e in labels}
-        metrics: dict[str, Any] = {"train_clips": len(labels), "class_counts": counts, "holdout_fraction": holdout,
-                                   "heldout_clips": 0, "heldout_accuracy": None, "chance_accuracy": None}
-        n_test = int(round(holdout * len(labels)))
-        if holdout > 0 and min(counts.values()) >= 2 and len(counts) <= n_test <= len(labels) - len(counts):
-            x_tr, x_te, y_tr, y_te = train_test_split(features, labels, test_size=n_test, stratify=labels,
-                                                      random_state=self.seed)
-            probe_model = self._new_model().fit(x_tr, y_tr)
-            majority = max(set(y_tr), key=y_tr.count)
-            metrics.update(heldout_clips=len(y_te), heldout_accuracy=float(accuracy_score(y_te, probe_model.predict(x_te))),
-                           chance_accuracy=float(np.mean([y == majority for y in y_te])))
+        named = rows is not None
+        rows = [dict(r, emotion=y) for r, y in zip(rows, labels)] if rows is not None else \
+            [{"clip_id": f"#{i:06d}", "emotion": y} for i, y in enumerate(labels)]
+        index = {str(r["clip_id"]): i for i, r in enumerate(rows)}
+        train_ids, held_ids = stratified_holdout(rows, holdout, self.seed) if holdout > 0 else (list(index), [])
+        metrics: dict[str, Any] = {"train_clips": len(labels), "class_counts": {e: labels.count(e) for e in EMOTIONS
+                                                                               if e in labels},
+                                   "holdout_fraction": holdout, "heldout_clips": 0, "heldout_accuracy": None,
+                                   "chance_accuracy": None}
+        train = [index[c] for c in train_ids]
+        if held_ids and len({labels[i] for i in train}) >= 2:
+            held = [index[c] for c in held_ids]
+            probe_model = self._new_model().fit(features[train], [labels[i] for i in train])
+            proba = self._columns(probe_model, probe_model.predict_proba(features[held]))
+            metrics.update(labeller_metrics([rows[i] for i in held], proba, train_labels=[labels[i] for i in train]))
         self.model = self._new_model().fit(features, labels)
+        if named:
+            metrics["train_clip_ids"] = sorted(index)
         self.metrics = metrics
         return metrics
 
-    def fit(self, videos: Sequence[MediaSource], labels: Sequence[str], *, holdout: float = 0.25) -> dict[str, Any]:
+    @staticmethod
+    def _columns(model: Any, raw: np.ndarray) -> np.ndarray:
+        """scikit-learn's probability columns (its ``classes_``) laid out in EMOTIONS order, 0 for absent ones."""
+        out = np.zeros((raw.shape[0], len(EMOTIONS)), dtype=np.float64)
+        for column, emotion in enumerate(model.classes_):
+            out[:, EMOTIONS.index(emotion)] = raw[:, column]
+        return out
+
+    def fit(self, videos: Sequence[MediaSource], labels: Sequence[str], *, holdout: float = 0.25,
+            rows: Optional[Sequence[Mapping[str, Any]]] = None) -> dict[str, Any]:
         """Compute features of ``videos`` and `fit_features` on them."""
-        return self.fit_features(np.stack([clip_features(v) for v in videos]), labels, holdout=holdout)
+        return self.fit_features(np.stack([clip_features(v) for v in videos]), labels, holdout=holdout, rows=rows)
+
+    @property
+    def train_clip_ids(self) -> Optional[list[str]]:
+        """The clips the model was fitted on, when it was given their ids (None otherwise)."""
+        return self.metrics.get("train_clip_ids")
 
     def proba_from_features(self, features: np.ndarray) -> np.ndarray:
         """(N, 8) probabilities over EMOTIONS (0 for emotions absent from training)."""
         if self.model is None:
             raise RuntimeError("FeatureClassifier is not trained; call fit() or load()")
         raw = self.model.predict_proba(np.asarray(features, dtype=np.float64).reshape(-1, len(FEATURE_NAMES)))
-        out = np.zeros((raw.shape[0], len(EMOTIONS)), dtype=np.float64)
-        for column, emotion in enumerate(self.model.classes_):
-            out[:, EMOTIONS.index(emotion)] = raw[:, column]
-        return out
+        return self._columns(self.model, raw)
 
     def predict_proba(self, videos: Sequence[MediaSource]) -> np.ndarray:
         """(N, 8) probabilities in EMOTIONS order from each clip's features."""
@@ -131,7 +154,7 @@ class FeatureClassifier:
 
     def label(self, videos: Sequence[MediaSource]) -> list[Prediction]:
         """The most likely emotion per clip with its probability (the label's confidence)."""
-        return _argmax_labels(self.predict_proba(videos))
+        return argmax_predictions(self.predict_proba(videos))
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write ``path`` (skops format, no pickle) and ``path.json`` (format, versions, features, metrics)."""
@@ -173,9 +196,10 @@ class FeatureClassifier:
         return labeller
 
 
-# Where a dataset build keeps its label model (with the `.json` sidecar), relative to the dataset folder:
-# `emovid evaluate` uses it for EA-2/EA-8 when no other classifier is given.
-DATASET_LABELLER = "labeller/labeller.skops"
+# Where a dataset build keeps its label model (relative to the dataset folder), and the 1 % validation
+# set's agreement report beside it. The EA evaluator is kept apart (`evaluation.evaluator`).
+LABELLER_DIR = "labeller"
+VALIDATION_FILE = "validation_agreement.json"
 
 
 def saved_labeller_files(path: str | os.PathLike) -> tuple[Path, Path]:

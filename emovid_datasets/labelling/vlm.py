@@ -38,6 +38,26 @@ def ask_about_videos(generate: Generate, videos: Sequence[MediaSource], conversa
     return replies
 
 
+def load_vlm(model: str, *, device: Optional[str] = None, dtype: str = "auto", trust_remote_code: bool = False,
+             revision: Optional[str] = None) -> tuple[Any, Any]:
+    """(processor, model) of a `transformers` chat VLM from a local path or hub id, the model on ``device``."""
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    device = device or default_device()
+    log.info("loading VLM %s on %s", model, device)
+    processor = AutoProcessor.from_pretrained(model, trust_remote_code=trust_remote_code, revision=revision)
+    processor.tokenizer.padding_side = "left"  # decoder-only batches pad on the left
+    vlm = AutoModelForImageTextToText.from_pretrained(model, dtype=dtype, trust_remote_code=trust_remote_code,
+                                                      revision=revision)
+    return processor, vlm.to(device)
+
+
+def vlm_inputs(processor: Any, conversations: list[list[dict[str, Any]]], videos: Sequence[np.ndarray]) -> Any:
+    """The processor's batch (token ids, attention mask, video pixels) for chat conversations and their frames."""
+    texts = [processor.apply_chat_template(c, add_generation_prompt=True, tokenize=False) for c in conversations]
+    return processor(text=texts, videos=list(videos), padding=True, do_sample_frames=False, return_tensors="pt")
+
+
 class TransformersVLM:
     """Greedy generation with a `transformers` chat VLM, loaded on first use from a local path or hub id."""
 
@@ -52,26 +72,17 @@ class TransformersVLM:
 
     def load(self) -> None:
         """Load processor and weights (once); raises OSError naming the model when they are unavailable."""
-        if self._model is not None:
-            return
-        from transformers import AutoModelForImageTextToText, AutoProcessor
-
-        device = self.device or default_device()
-        log.info("loading VLM %s on %s", self.model_id, device)
-        self._processor = AutoProcessor.from_pretrained(self.model_id, trust_remote_code=self.trust_remote_code)
-        self._processor.tokenizer.padding_side = "left"  # decoder-only batches pad on the left
-        self._model = AutoModelForImageTextToText.from_pretrained(
-            self.model_id, dtype=self.dtype, trust_remote_code=self.trust_remote_code).to(device).eval()
+        if self._model is None:
+            self._processor, self._model = load_vlm(self.model_id, device=self.device, dtype=self.dtype,
+                                                    trust_remote_code=self.trust_remote_code)
+            self._model.eval()
 
     def __call__(self, conversations: list[list[dict[str, Any]]], videos: list[np.ndarray],
                  max_new_tokens: int) -> list[str]:
         import torch
 
         self.load()
-        texts = [self._processor.apply_chat_template(c, add_generation_prompt=True, tokenize=False)
-                 for c in conversations]
-        inputs = self._processor(text=texts, videos=list(videos), padding=True, do_sample_frames=False,
-                                 return_tensors="pt").to(self._model.device)
+        inputs = vlm_inputs(self._processor, conversations, videos).to(self._model.device)
         with torch.inference_mode():
             out = self._model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
         new_tokens = out[:, inputs["input_ids"].shape[1]:]

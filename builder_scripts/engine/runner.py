@@ -14,7 +14,7 @@ import logging
 import multiprocessing
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence, Union
 
@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from emovid_datasets.atomic import atomic_write_text, remove_leftovers
 
-from .manifest import read_manifest, read_rejects, reject, write_manifest, write_rejects
+from builder_scripts.engine.manifest import read_manifest, read_rejects, reject, write_manifest, write_rejects
 
 log = logging.getLogger("emovid.build")
 
@@ -169,5 +169,9 @@ def run_batched_stage(stage: str, rows: Sequence[dict[str, Any]],
         batches.append({"batch_id": f"batch-{digest}", "clips": clips})
     log.info("%s: %d of %d clips to do in %d batch(es) of up to %d (%d already done in %s)", stage, len(todo),
              len(rows), len(batches), batch_size, len(rows) - len(todo), out_dir)
-    return run_stage(stage, batches, lambda b: work_batch(b["clips"]), out_dir, input_key="batch_id",
-                     checkpoint_every=1, progress=progress)
+    summary = run_stage(stage, batches, lambda b: work_batch(b["clips"]), out_dir, input_key="batch_id",
+                        checkpoint_every=1, progress=progress)
+    # Report clips, not batches: a resumed run says how many clips were already done.
+    summary = replace(summary, inputs=len(rows), done=len(todo), skipped=len(rows) - len(todo))
+    atomic_write_text(Path(out_dir) / "stage.json", json.dumps(asdict(summary), indent=2))
+    return summary

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Optional, Union
 
 from tqdm.auto import tqdm
 
-from .build import BUILD_DIR
+from builder_scripts.publish.build import BUILD_DIR
 
 if TYPE_CHECKING:
     from huggingface_hub import HfApi

@@ -16,19 +16,36 @@ import glob
 import logging
 import os
 from pathlib import Path
-from typing import Any, Optional, Union
+from dataclasses import dataclass
+from typing import Any, Callable, Optional, Union
 
 import yaml
 
 from emovid_datasets.taxonomy import SOURCES
 
-from .manifest import read_manifest
+from builder_scripts.engine.manifest import read_manifest
 
 log = logging.getLogger("emovid.build")
 
 
 class WaitingForVotes(RuntimeError):
     """The chain stopped because human votes are needed; the message says where the tasks are."""
+
+
+@dataclass(frozen=True)
+class VoteRequest:
+    """What a vote source is asked for: votes on ``tasks`` (``name`` is ``tasks`` or ``validation``)."""
+
+    name: str
+    spec: dict[str, Any]
+    tasks: list[dict[str, Any]]
+    rows: list[dict[str, Any]]
+    seed: int
+    pipeline: "Pipeline"
+
+
+# A vote source returns the vote files for a request, or None to fall back to the config's `votes` files.
+VoteSource = Callable[[VoteRequest], Optional[list[Path]]]
 
 
 def load_config(path: Union[str, Path]) -> dict[str, Any]:
@@ -64,8 +81,10 @@ def story_order(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 class Pipeline:
     """Runs the configured stages; each ``run_*`` method reads and writes stage folders."""
 
-    def __init__(self, config: dict[str, Any], base_dir: Union[str, Path], *, progress: bool = True) -> None:
+    def __init__(self, config: dict[str, Any], base_dir: Union[str, Path], *, progress: bool = True,
+                 vote_source: Optional[VoteSource] = None) -> None:
         self.config, self.base = config, Path(base_dir)
+        self.vote_source = vote_source
         self.work = self.path(config.get("work_dir", "work"))
         self.workers = int(config.get("workers", 1))
         self.seed = int(config.get("seed", 0))
@@ -86,18 +105,18 @@ class Pipeline:
         """Import, crawl or fetch one source; films then go through `segment`."""
         out = self.work / "sources" / source
         if "import" in spec:
-            from .import_animation import run_import
+            from builder_scripts.sources.import_animation import run_import
 
             opts = spec["import"]
             run_import(self.path(opts["src"]), out, source=source, workers=self.workers, progress=self.progress,
                        metadata=self.path(opts["metadata"]) if opts.get("metadata") else None,
                        max_side=opts.get("max_side"))
         elif "crawl" in spec:
-            from .crawl_stickers import crawl_from_env
+            from builder_scripts.sources.crawl_stickers import crawl_from_env
 
             crawl_from_env(out, workers=self.workers, progress=self.progress, **spec["crawl"])
         elif "fetch" in spec:
-            from .fetch_movies import run_fetch_movies
+            from builder_scripts.sources.fetch_movies import run_fetch_movies
 
             opts = spec["fetch"]
             run_fetch_movies(self.path(opts["metadata"]), out, workers=self.workers, progress=self.progress,
@@ -107,7 +126,7 @@ class Pipeline:
             raise ValueError(f"source {source}: give one of import, crawl or fetch")
         rows = read_manifest(out)
         if "segment" in spec:
-            from .segment import run_segment
+            from builder_scripts.stages.segment import run_segment
 
             seg = self.work / "segment" / source
             opts = spec["segment"] or {}
@@ -120,17 +139,15 @@ class Pipeline:
     # -- labels ----------------------------------------------------------------------------------
     def _votes(self, spec: dict[str, Any], tasks: list[dict[str, Any]], rows: list[dict[str, Any]], name: str,
                seed_offset: int) -> list[Path]:
-        """Vote files for ``tasks``: the annotators' files, or simulated annotators (demo)."""
-        if "simulate" in spec:
-            from emovid_datasets.labelling import simulate_votes, write_vote_file
-
-            from .demo import truth_for_rows
-
-            sim = dict(spec["simulate"])
-            truth = truth_for_rows([r for r in rows if r["clip_id"] in {t["clip_id"] for t in tasks}],
-                                   self.path(sim.pop("truth")))
-            votes = simulate_votes(truth, seed=self.seed + seed_offset, prefix=name, **sim)
-            return [write_vote_file(self.work / "annotate" / f"{name}-votes.csv", votes)]
+        """Vote files for ``tasks``: from the pipeline's vote source, else the files the config lists."""
+        if self.vote_source is not None:
+            files = self.vote_source(VoteRequest(name, spec, tasks, rows, self.seed + seed_offset, self))
+            if files is not None:
+                return files
+        unknown = sorted(set(spec) - {"votes", "fraction", "sample", "validation", "labeller"})
+        if unknown:
+            raise ValueError(f"annotate{'.validation' if name == 'validation' else ''}: unknown key(s) {unknown} "
+                             f"(`simulate` is the demo's: run `emovid-build demo`)")
         files = self.files(spec.get("votes", []))
         if not files:
             raise WaitingForVotes(f"labelling tasks are in {self.work / 'annotate' / name}; collect one row per "
@@ -139,15 +156,33 @@ class Pipeline:
         return files
 
     def run_annotate(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Human votes on a sample (2-of-3 rule), the label model on the rest, kappas on a validation sample."""
-        from .annotate import export_tasks, import_votes, predict_labels, agreement_from_files, write_report
+        """Human votes on a sample (2-of-3 rule), the label model on the rest, kappas on a validation sample.
+
+        ``annotate.labeller: {vlm: MODEL, ...}`` fine-tunes a video-language model on the human labels (the
+        paper's labeller; the other keys are `FinetuneSettings`); without it a feature classifier labels.
+        """
+        from builder_scripts.stages.annotate import (agreement_from_files, export_tasks, finetune, import_votes,
+                                                     predict_labels, write_report)
 
         spec = self.config.get("annotate", {})
         base = self.work / "annotate"
         tasks = export_tasks(rows, base / "tasks", fraction=float(spec.get("fraction", 0.2)), seed=self.seed,
                              which=spec.get("sample", "unlabelled"))
         import_votes(rows, self._votes(spec, tasks, rows, "tasks", 1), base / "human")
-        predict_labels(read_manifest(base / "human"), base / "labels", seed=self.seed, progress=self.progress)
+        labeller = self.labeller_folder()
+        model = None
+        if labeller is not None:
+            from emovid_datasets.labelling.finetune import METADATA_FILE, settings_from
+            from emovid_datasets.labelling.saved import load_labeller
+
+            options = dict(spec["labeller"])
+            vlm = options.pop("vlm")
+            settings = settings_from({"seed": self.seed, **options})
+            if not (labeller / METADATA_FILE).is_file():  # fine-tuned once; labeller.json is written last
+                finetune(read_manifest(base / "human"), labeller, vlm, settings, progress=self.progress)
+            model = load_labeller(labeller, device=settings.device)
+        predict_labels(read_manifest(base / "human"), base / "labels", labeller=model, seed=self.seed,
+                       progress=self.progress)
         labels = read_manifest(base / "labels")
         validation = spec.get("validation")
         if validation:
@@ -158,14 +193,23 @@ class Pipeline:
             log.info("annotate: validation agreement written to %s", write_report(report, base / "validation"))
         return labels
 
+    def labeller_folder(self) -> Optional[Path]:
+        """Where the fine-tuned labeller lives (None when the config uses the feature classifier)."""
+        spec = self.config.get("annotate", {}).get("labeller")
+        if not spec:
+            return None
+        if "vlm" not in spec:
+            raise ValueError("annotate.labeller needs `vlm: MODEL` (a transformers video chat model, or tiny)")
+        return self.work / "annotate" / "labeller"
+
     # -- the chain -------------------------------------------------------------------------------
     def run(self) -> Optional[Path]:
         """Run every stage; returns the dataset folder (None when waiting for human votes)."""
-        from .annotate import LABELLER_FILE
-        from .attributes import run_attributes
-        from .build import build_dataset
-        from .captions import run_captions
-        from .splits import write_splits
+        from builder_scripts.stages.annotate import LABELLER_FILE
+        from builder_scripts.stages.attributes import run_attributes
+        from builder_scripts.publish.build import build_dataset
+        from builder_scripts.stages.captions import run_captions
+        from builder_scripts.stages.splits import write_splits
 
         clips: list[dict[str, Any]] = []
         for source, spec in self.config["sources"].items():
@@ -185,13 +229,16 @@ class Pipeline:
                      max_cell_fraction=float(splits.get("max_cell_fraction", 1.0)))
         build = self.config.get("build", {})
         dataset = self.path(self.config.get("dataset_dir", "dataset"))
-        labeller = self.work / "annotate" / "labels" / LABELLER_FILE
+        labeller = self.labeller_folder() or self.work / "annotate" / "labels" / LABELLER_FILE
+        agreement = self.work / "annotate" / "validation" / "agreement.json"
         build_dataset(self.work / "splits", dataset, max_shard_size=build.get("max_shard_size", "500MB"),
                       min_shards=int(build.get("min_shards", 8)), pretty_name=build.get("pretty_name", "EmoVid"),
-                      labeller=labeller if labeller.exists() else None)
+                      labeller=labeller if labeller.exists() else None,
+                      validation_report=agreement if agreement.is_file() else None, seed=self.seed,
+                      progress=self.progress)
         push = self.config.get("push") or {}
         if push.get("repo_id"):
-            from .push import push_dataset
+            from builder_scripts.publish.push import push_dataset
 
             push_dataset(dataset, push["repo_id"], private=bool(push.get("private", False)),
                          revision=push.get("revision"))

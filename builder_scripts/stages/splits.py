@@ -25,8 +25,8 @@ import numpy as np
 from emovid_datasets.atomic import atomic_write_text
 from emovid_datasets.taxonomy import EMOTIONS, SOURCES, emotion_prompt
 
-from .manifest import reject, write_manifest, write_rejects
-from .runner import load_inputs
+from builder_scripts.engine.manifest import reject, write_manifest, write_rejects
+from builder_scripts.engine.runner import load_inputs
 
 log = logging.getLogger("emovid.build")
 STAGE = "splits"

@@ -13,9 +13,9 @@ import logging
 from pathlib import Path
 from typing import Any, Sequence, Union
 
-from .manifest import reject
-from .runner import Outcome, StageSummary, load_inputs, run_batched_stage
-from .vlm_options import add_vlm_arguments, vlm_settings
+from builder_scripts.engine.manifest import reject
+from builder_scripts.engine.runner import Outcome, StageSummary, load_inputs, run_batched_stage
+from builder_scripts.stages.vlm_options import add_vlm_arguments, vlm_settings
 
 log = logging.getLogger("emovid.build")
 STAGE = "caption"

@@ -27,7 +27,7 @@ from emovid_datasets.records import read_json_file, read_json_lines
 from emovid_datasets.schema import FEATURES, SPLITS
 from emovid_datasets.taxonomy import SOURCES
 
-from .runner import StageSummary, run_stage
+from builder_scripts.engine.runner import StageSummary, run_stage
 
 log = logging.getLogger("emovid.build")
 

@@ -28,8 +28,8 @@ from scenedetect import AdaptiveDetector, FrameTimecode, SceneDetector
 
 from emovid_datasets.media import MediaError, Mp4Writer, open_input
 
-from .manifest import read_manifest, reject
-from .runner import Outcome, StageSummary, run_stage
+from builder_scripts.engine.manifest import read_manifest, reject
+from builder_scripts.engine.runner import Outcome, StageSummary, run_stage
 
 STAGE = "segment"
 VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".flv",

@@ -15,7 +15,7 @@ from emovid_datasets.builder import PROBE_COLUMNS
 from emovid_datasets.color import color_attributes
 from emovid_datasets.media import probe
 
-from .runner import StageSummary, load_inputs, run_stage
+from builder_scripts.engine.runner import StageSummary, load_inputs, run_stage
 
 STAGE = "attributes"
 

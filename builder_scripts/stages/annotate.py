@@ -6,9 +6,14 @@
   ``label``; extra columns ignored) -> the 2-of-3 rule -> ``emotion``, ``label_source=human``,
   ``human_votes``, ``label_confidence`` (share of agreeing votes). Clips whose votes disagree, tie
   or mostly say ``none`` leave the manifest and go to the rejects with the reason.
-- ``predict IN --out OUT``: trains the offline `FeatureClassifier` on the human-labelled clips (or uses
-  ``--vlm MODEL``), saves it as ``OUT/labeller.skops`` (+ ``.json`` with held-out accuracy) and labels
-  every other clip (``label_source=model``, ``label_confidence`` = probability). Resumable.
+- ``finetune IN --out DIR --vlm MODEL``: fine-tunes a video-language model on the human-labelled clips
+  (the paper's labeller; see `emovid_datasets.labelling.finetune`) into DIR.
+- ``predict IN --out OUT [--labeller DIR]``: labels every clip without a human label with the fine-tuned
+  labeller DIR (or a saved feature classifier); without one, trains the offline `FeatureClassifier` on
+  the human-labelled clips (or prompts ``--vlm MODEL`` zero-shot), saving it as ``OUT/labeller.skops``.
+  ``label_source=model``, ``label_confidence`` = the (calibrated) probability. Batched and resumable.
+- ``export --clips low-confidence --below P``: review tasks for the model labels under P; their votes
+  replace the model label on ``import``.
 - ``report VOTES... --labels OUT --out REPORT``: agreement between validation annotators and the model
   (pairwise Cohen's kappa, Fleiss' kappa, confusion matrices) as JSON and a text table.
 """
@@ -19,7 +24,7 @@ import argparse
 import json
 import logging
 from pathlib import Path
-from typing import Any, Sequence, Union
+from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -27,39 +32,47 @@ from tqdm.auto import tqdm
 from emovid_datasets.atomic import atomic_write_text
 from emovid_datasets.taxonomy import VOTE_CHOICES
 
-from .manifest import reject, write_manifest, write_rejects
-from .runner import Outcome, StageSummary, load_inputs, run_stage
-from .vlm_options import add_vlm_arguments, vlm_settings
+from builder_scripts.engine.manifest import reject, write_manifest, write_rejects
+from builder_scripts.engine.runner import Outcome, StageSummary, load_inputs, run_batched_stage
+from builder_scripts.stages.vlm_options import add_vlm_arguments, vlm_settings
 
 log = logging.getLogger("emovid.build")
 STAGE = "annotate"
 LABELLER_FILE = "labeller.skops"
 TASK_COLUMNS = ("clip_id", "source", "preview", "choices")
-SAMPLE_FILTERS = ("unlabelled", "model", "human", "any")
+SAMPLE_FILTERS = ("unlabelled", "model", "human", "any", "low-confidence")
+DEFAULT_FRACTION = 0.2
 
 
 def _is_human(row: dict[str, Any]) -> bool:
     return row.get("label_source") == "human" and bool(row.get("emotion"))
 
 
-def _matches(row: dict[str, Any], which: str) -> bool:
+def _matches(row: dict[str, Any], which: str, below: Optional[float]) -> bool:
     if which == "unlabelled":
         return not _is_human(row)
     if which == "model":
         return row.get("label_source") == "model"
+    if which == "low-confidence":
+        return row.get("label_source") == "model" and float(row.get("label_confidence") or 0.0) < below
     return which == "any" or _is_human(row)
 
 
-def sample_tasks(rows: Sequence[dict[str, Any]], *, fraction: float = 0.2, seed: int = 0,
-                 which: str = "unlabelled") -> list[dict[str, Any]]:
-    """A seeded sample of ``fraction`` of each source's clips (at least one per source), as labelling tasks."""
+def sample_tasks(rows: Sequence[dict[str, Any]], *, fraction: float = DEFAULT_FRACTION, seed: int = 0,
+                 which: str = "unlabelled", below: Optional[float] = None) -> list[dict[str, Any]]:
+    """A seeded sample of ``fraction`` of each source's clips (at least one per source), as labelling tasks.
+
+    ``which="low-confidence"`` samples the model-labelled clips whose ``label_confidence`` is under ``below``.
+    """
     if not 0 < fraction <= 1:
         raise ValueError(f"fraction must be in (0, 1], got {fraction}")
     if which not in SAMPLE_FILTERS:
         raise ValueError(f"unknown sample filter {which!r}; expected one of {SAMPLE_FILTERS}")
+    if (which == "low-confidence") != (below is not None):
+        raise ValueError("--below P goes with --clips low-confidence (and low-confidence needs --below)")
     by_source: dict[str, list[dict[str, Any]]] = {}
     for row in sorted(rows, key=lambda r: str(r["clip_id"])):
-        if _matches(row, which):
+        if _matches(row, which, below):
             by_source.setdefault(str(row.get("source")), []).append(row)
     rng = np.random.default_rng(seed)
     tasks = []
@@ -73,12 +86,12 @@ def sample_tasks(rows: Sequence[dict[str, Any]], *, fraction: float = 0.2, seed:
     return tasks
 
 
-def export_tasks(rows: Sequence[dict[str, Any]], out_dir: Union[str, Path], *, fraction: float = 0.2,
-                 seed: int = 0, which: str = "unlabelled") -> list[dict[str, Any]]:
+def export_tasks(rows: Sequence[dict[str, Any]], out_dir: Union[str, Path], *, fraction: float = DEFAULT_FRACTION,
+                 seed: int = 0, which: str = "unlabelled", below: Optional[float] = None) -> list[dict[str, Any]]:
     """Write ``tasks.csv`` (choices joined by '|') and ``tasks.jsonl`` for a stratified sample; returns the tasks."""
     from emovid_datasets.labelling.votes import csv_text
 
-    tasks = sample_tasks(rows, fraction=fraction, seed=seed, which=which)
+    tasks = sample_tasks(rows, fraction=fraction, seed=seed, which=which, below=below)
     out_dir = Path(out_dir)
     atomic_write_text(out_dir / "tasks.csv", csv_text(tasks, TASK_COLUMNS))
     atomic_write_text(out_dir / "tasks.jsonl", "".join(json.dumps(t) + "\n" for t in tasks))
@@ -112,8 +125,10 @@ def import_votes(rows: Sequence[dict[str, Any]], vote_files: Sequence[Union[str,
                                   origin=row.get("origin")))
             counts["dropped"] += 1
             continue
+        # A reviewed model label is replaced: the clip becomes human-labelled.
         out.append({**row, "emotion": result.label, "label_source": "human", "human_votes": list(result.votes),
-                    "label_confidence": result.confidence})
+                    "human_annotators": annotators, "label_confidence": result.confidence, "labeller": None,
+                    "label_entropy": None})
         counts["labelled"] += 1
     write_manifest(out_dir, out)
     write_rejects(out_dir, [dict(r, input_id=r["clip_id"]) for r in rejects])
@@ -129,7 +144,7 @@ def train_feature_labeller(rows: Sequence[dict[str, Any]], *, holdout: float = 0
     from emovid_datasets.labelling import FeatureClassifier, clip_features
     from emovid_datasets.media import MediaError
 
-    features, labels = [], []
+    features, kept = [], []
     human = [r for r in rows if _is_human(r)]
     for row in tqdm(human, desc="labeller features", unit="clip", disable=not progress):
         try:
@@ -137,11 +152,12 @@ def train_feature_labeller(rows: Sequence[dict[str, Any]], *, holdout: float = 0
         except (MediaError, OSError) as exc:
             log.warning("annotate predict: %s left out of training: %s", row["clip_id"], exc)
             continue
-        labels.append(row["emotion"])
-    if not labels:
+        kept.append(row)
+    if not kept:
         raise ValueError("no readable human-labelled clips to train the labeller on; run `annotate import` first")
+    labels = [r["emotion"] for r in kept]
     labeller = FeatureClassifier(seed=seed)
-    metrics = labeller.fit_features(np.stack(features), labels, holdout=holdout)
+    metrics = labeller.fit_features(np.stack(features), labels, holdout=holdout, rows=kept)
     if metrics["heldout_accuracy"] is None:
         log.warning("annotate predict: too few human labels per emotion for a held-out accuracy (%s)",
                     metrics["class_counts"])
@@ -152,12 +168,26 @@ def train_feature_labeller(rows: Sequence[dict[str, Any]], *, holdout: float = 0
     return labeller
 
 
+def finetune(rows: Sequence[dict[str, Any]], out_dir: Union[str, Path], vlm: str,
+             settings: Optional[Any] = None, *, progress: bool = True) -> dict[str, Any]:
+    """Fine-tune ``vlm`` on the human-labelled ``rows`` into ``out_dir`` (see `labelling.finetune`)."""
+    from emovid_datasets.labelling.finetune import FinetuneSettings, finetune_labeller
+
+    return finetune_labeller(rows, out_dir, vlm, settings or FinetuneSettings(), progress=progress)
+
+
 def predict_labels(rows: Sequence[dict[str, Any]], out_dir: Union[str, Path], *, labeller: Any = None,
-                   holdout: float = 0.25, seed: int = 0, progress: bool = True) -> StageSummary:
-    """Label every clip without a human label (resumable); human-labelled rows pass through unchanged.
+                   holdout: float = 0.25, seed: int = 0, batch_size: int = 8, progress: bool = True) -> StageSummary:
+    """Label every clip without a human label, ``batch_size`` clips a call (resumable); human-labelled rows
+    pass through unchanged.
 
     Without ``labeller``, loads ``OUT/labeller.skops`` from an earlier run or trains and saves a new one.
     """
+    from emovid_datasets.labelling import VLMLabeller
+    from emovid_datasets.labelling.labeller import Prediction, argmax_predictions
+    from emovid_datasets.labelling.quality import entropy
+    from emovid_datasets.media import MediaError
+
     out_dir = Path(out_dir)
     if labeller is None:
         from emovid_datasets.labelling import FeatureClassifier
@@ -171,18 +201,41 @@ def predict_labels(rows: Sequence[dict[str, Any]], out_dir: Union[str, Path], *,
             out_dir.mkdir(parents=True, exist_ok=True)
             labeller.save(saved)
 
-    def work(row: dict[str, Any]) -> Outcome:
-        if _is_human(row):
-            return Outcome(rows=[dict(row)])
-        pred = labeller.label([row["video_path"]])[0]
-        if pred.emotion is None:
-            answer = f" (answer {pred.raw!r})" if pred.raw is not None else ""
-            return Outcome(rejects=[reject(STAGE, f"labeller gave no emotion: {pred.reason}{answer}",
-                                           clip_id=row["clip_id"], origin=row.get("origin"))])
-        return Outcome(rows=[{**row, "emotion": pred.emotion, "label_source": "model", "human_votes": [],
-                              "label_confidence": pred.confidence, "labeller": labeller.name}])
+    def label(clips: list[dict[str, Any]]) -> list[tuple[Prediction, Optional[float]]]:
+        paths = [r["video_path"] for r in clips]
+        if isinstance(labeller, VLMLabeller):  # a generative answer: no distribution, so no entropy
+            return [(pred, None) for pred in labeller.label(paths)]
+        proba = labeller.predict_proba(paths)
+        return list(zip(argmax_predictions(proba), (entropy(p) for p in proba)))
 
-    return run_stage(f"{STAGE} predict", rows, work, out_dir, progress=progress)
+    def work(clips: list[dict[str, Any]]) -> Outcome:
+        outcome = Outcome(rows=[dict(r) for r in clips if _is_human(r)])
+        todo = [r for r in clips if not _is_human(r)]
+        try:
+            labelled = [(row, *result) for row, result in zip(todo, label(todo))] if todo else []
+        except (MediaError, OSError, ValueError) as exc:
+            if len(todo) == 1:
+                outcome.rejects.append(reject(STAGE, f"{type(exc).__name__}: {exc}", clip_id=todo[0]["clip_id"],
+                                              origin=todo[0].get("origin")))
+                return outcome
+            # One unreadable clip must not reject its whole batch: label the clips one by one.
+            for row in todo:
+                single = work([row])
+                outcome.rows.extend(single.rows)
+                outcome.rejects.extend(single.rejects)
+            return outcome
+        for row, pred, spread in labelled:
+            if pred.emotion is None:
+                answer = f" (answer {pred.raw!r})" if pred.raw is not None else ""
+                outcome.rejects.append(reject(STAGE, f"labeller gave no emotion: {pred.reason}{answer}",
+                                              clip_id=row["clip_id"], origin=row.get("origin")))
+                continue
+            outcome.rows.append({**row, "emotion": pred.emotion, "label_source": "model", "human_votes": [],
+                                 "human_annotators": [], "label_confidence": pred.confidence,
+                                 "labeller": labeller.name, "label_entropy": spread})
+        return outcome
+
+    return run_batched_stage(f"{STAGE} predict", rows, work, out_dir, batch_size=batch_size, progress=progress)
 
 
 def agreement_from_files(vote_files: Sequence[Union[str, Path]], labels: Sequence[dict[str, Any]], *,
@@ -239,7 +292,11 @@ def _make_vlm_labeller(args: argparse.Namespace) -> Any:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    export_tasks(load_inputs([args.input]), args.out, fraction=args.fraction, seed=args.seed, which=args.clips)
+    # Low-confidence review sends every such clip back to people unless a fraction is asked for.
+    fraction = args.fraction if args.fraction is not None else (1.0 if args.clips == "low-confidence"
+                                                                 else DEFAULT_FRACTION)
+    export_tasks(load_inputs([args.input]), args.out, fraction=fraction, seed=args.seed, which=args.clips,
+                 below=args.below)
     return 0
 
 
@@ -248,18 +305,35 @@ def _cmd_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_finetune(args: argparse.Namespace) -> int:
+    from emovid_datasets.labelling.finetune import FinetuneSettings
+    from emovid_datasets.options import dataclass_from_args
+
+    finetune(load_inputs([args.input]), args.out, args.vlm, dataclass_from_args(FinetuneSettings, args))
+    return 0
+
+
 def _cmd_predict(args: argparse.Namespace) -> int:
-    labeller = _make_vlm_labeller(args) if args.vlm else None
-    predict_labels(load_inputs([args.input]), args.out, labeller=labeller, holdout=args.holdout, seed=args.seed)
+    if args.labeller and args.vlm:
+        raise ValueError("give --labeller DIR (a trained labeller) or --vlm MODEL (zero-shot), not both")
+    labeller = None
+    if args.labeller:
+        from emovid_datasets.labelling.saved import load_labeller
+
+        labeller = load_labeller(args.labeller, device=args.device, batch_size=args.batch_size)
+    elif args.vlm:
+        labeller = _make_vlm_labeller(args)
+    predict_labels(load_inputs([args.input]), args.out, labeller=labeller, holdout=args.holdout, seed=args.seed,
+                   batch_size=args.batch_size)
     return 0
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
     labeller = None
     if args.labeller:
-        from emovid_datasets.labelling import FeatureClassifier
+        from emovid_datasets.labelling.saved import load_labeller
 
-        labeller = FeatureClassifier.load(args.labeller)
+        labeller = load_labeller(args.labeller)
     report = agreement_from_files(args.votes, load_inputs([args.labels]), labeller=labeller)
     path = write_report(report, args.out)
     print(path.read_text(), end="")
@@ -268,15 +342,21 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 def add_command(subparsers: argparse._SubParsersAction) -> None:
     """Register this module's subcommand with the CLI (see `cli.COMMAND_MODULES`)."""
+    from emovid_datasets.labelling.finetune import FinetuneSettings
+    from emovid_datasets.options import add_dataclass_arguments
+
     p = subparsers.add_parser(STAGE, help="human votes, the 2-of-3 rule, model labels and agreement statistics")
     sub = p.add_subparsers(dest="annotate_command", required=True, metavar="ACTION")
 
     e = sub.add_parser("export", help="write labelling tasks (CSV + JSONL) for a stratified sample")
     e.add_argument("input", help="stage folder whose manifest lists the clips")
     e.add_argument("--out", required=True, help="folder for tasks.csv and tasks.jsonl")
-    e.add_argument("--fraction", type=float, default=0.2, help="share of each source's clips (default 0.2)")
+    e.add_argument("--fraction", type=float, help=f"share of each source's clips (default {DEFAULT_FRACTION}; "
+                                                  f"1 with --clips low-confidence)")
     e.add_argument("--clips", choices=SAMPLE_FILTERS, default="unlabelled",
-                   help="which clips to sample: unlabelled (default), model-labelled (validation set), human, any")
+                   help="which clips to sample: unlabelled (default), model-labelled (validation set), human, any, "
+                        "or low-confidence (model labels under --below, for review)")
+    e.add_argument("--below", type=float, help="with --clips low-confidence: the label_confidence threshold")
     e.add_argument("--seed", type=int, default=0)
     e.set_defaults(func=_cmd_export)
 
@@ -287,10 +367,21 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:
     i.add_argument("--min-agree", type=int, default=2, help="votes that must agree (default 2)")
     i.set_defaults(func=_cmd_import)
 
+    f = sub.add_parser("finetune", help="fine-tune a video-language model on the human labels (the paper's labeller)")
+    f.add_argument("input", help="stage folder written by `annotate import`")
+    f.add_argument("--out", required=True, help="folder for the adapter, the head and labeller.json")
+    f.add_argument("--vlm", required=True, metavar="MODEL",
+                   help="transformers chat video model (local path or hub id), or 'tiny' for an offline random one")
+    add_dataclass_arguments(f, FinetuneSettings)
+    f.set_defaults(func=_cmd_finetune)
+
     r = sub.add_parser("predict", help="label every clip without a human label with a model")
     r.add_argument("input", help="stage folder written by `annotate import`")
-    r.add_argument("--out", required=True, help="output stage folder (the labeller is saved here)")
-    add_vlm_arguments(r, "label")
+    r.add_argument("--out", required=True, help="output stage folder (a trained feature classifier is saved here)")
+    r.add_argument("--labeller", help="a trained labeller: a folder from `annotate finetune` or a labeller.skops")
+    r.add_argument("--batch-size", type=int, default=8, help="clips per labeller call (default 8)")
+    r.add_argument("--device", help="torch device for --labeller (default: cuda when available)")
+    add_vlm_arguments(r, "label zero-shot")
     r.add_argument("--holdout", type=float, default=0.25, help="share of human labels held out for accuracy")
     r.add_argument("--seed", type=int, default=0)
     r.set_defaults(func=_cmd_predict)

@@ -23,8 +23,8 @@ from typing import Any, Optional, Sequence, Union
 
 from emovid_datasets.media import MediaError, probe, to_mp4
 
-from .manifest import reject
-from .runner import Outcome, StageSummary, run_stage
+from builder_scripts.engine.manifest import reject
+from builder_scripts.engine.runner import Outcome, StageSummary, run_stage
 
 log = logging.getLogger("emovid.build")
 

@@ -22,8 +22,8 @@ from tqdm.auto import tqdm
 from emovid_datasets.atomic import atomic_path
 from emovid_datasets.taxonomy import EMOTIONS, STICKER_QUERIES
 
-from . import demo_media
-from .manifest import read_rows, write_rows
+from builder_scripts.demo import media as demo_media
+from builder_scripts.engine.manifest import write_rows
 
 log = logging.getLogger("emovid.build")
 
@@ -111,45 +111,23 @@ def generate_raw(raw_dir: Union[str, Path], *, seed: int = 0, size: DemoSize = D
     return raw
 
 
-def truth_for_rows(rows: list[dict[str, Any]], truth_path: Union[str, Path]) -> dict[str, str]:
-    """The true emotion of each demo clip, what the simulated annotators perceive.
-
-    Clips map to ``truth.parquet`` by their origin (``demo:<kind>/<name>``); a film segment takes the
-    emotion of the generated shot it overlaps most (segment boundaries come from cut detection).
-    """
-    by_key: dict[str, list[dict[str, Any]]] = {}
-    for t in read_rows(truth_path):
-        by_key.setdefault(t["key"], []).append(t)
-    truth = {}
-    for row in rows:
-        candidates = by_key.get(str(row.get("origin") or "").removeprefix("demo:"), [])
-        if len(candidates) == 1 and candidates[0].get("film_id") is None:
-            truth[row["clip_id"]] = candidates[0]["emotion"]
-        elif candidates:
-            start, end = row["start_frame"], row["end_frame"]
-            best = max(candidates, key=lambda t: min(end, t["end_frame"]) - max(start, t["start_frame"]))
-            truth[row["clip_id"]] = best["emotion"]
-    missing = [r["clip_id"] for r in rows if r["clip_id"] not in truth]
-    if missing:
-        raise ValueError(f"{truth_path}: no ground truth for {len(missing)} demo clip(s), e.g. {missing[0]}")
-    return truth
-
-
 def demo_config() -> Path:
     """The packaged pipeline config of the demo (paths relative to the demo folder)."""
-    return Path(__file__).resolve().parent / "configs" / "demo.yaml"
+    return Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
 
 
 def run_demo(out_dir: Union[str, Path], *, seed: int = 0, workers: int = 2, size: DemoSize = DemoSize(),
              progress: bool = True) -> Path:
     """Generate the raw material into OUT/raw and run the demo pipeline; returns OUT/dataset."""
-    from .pipeline import Pipeline, load_config
+    from builder_scripts.engine.pipeline import Pipeline, load_config
+
+    from .votes import simulated_votes
 
     out = Path(out_dir)
     generate_raw(out / "raw", seed=seed, size=size, workers=workers, progress=progress)
     config = load_config(demo_config())
     config.update(seed=seed, workers=workers)
-    dataset = Pipeline(config, out, progress=progress).run()
+    dataset = Pipeline(config, out, progress=progress, vote_source=simulated_votes).run()
     assert dataset is not None  # the demo's annotators are simulated, so it never waits for votes
     log.info("demo: dataset ready in %s; load it with emovid_datasets.load_emovid(%r)", dataset, str(dataset))
     return dataset

@@ -1,0 +1,1 @@
+"""Publishing: Parquet shards and the dataset card, and the push to the Hub."""

@@ -1,0 +1,108 @@
+"""Stage `build`: build manifest -> dataset folder (Parquet shards + generated card).
+
+`emovid-build build MANIFEST --out DATASET_DIR` writes `data/<config>/<split>-*.parquet`
+and `README.md`; the clips rejected for unreadable media go to `DATASET_DIR/_build/rejects.parquet`
+(next to the build statistics), which `load_dataset` ignores and `push` does not upload.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Optional, Union
+
+from emovid_datasets.atomic import atomic_write_bytes, atomic_write_text
+from emovid_datasets.export import DEFAULT_MAX_SHARD_SIZE, DEFAULT_MIN_SHARDS, ExportResult, write_shards
+from emovid_datasets.builder import read_table_file
+from emovid_datasets.evaluation.evaluator import EVALUATOR_DIR, train_evaluator
+from emovid_datasets.labelling.labeller import LABELLER_DIR, VALIDATION_FILE
+
+from builder_scripts.publish.card import card_statistics, write_card
+from builder_scripts.engine.manifest import write_rejects
+
+log = logging.getLogger("emovid.build")
+BUILD_DIR = "_build"
+
+
+def build_dataset(
+    manifest: Union[str, Path],
+    out_dir: Union[str, Path],
+    *,
+    max_shard_size: Union[int, str] = DEFAULT_MAX_SHARD_SIZE,
+    min_shards: int = DEFAULT_MIN_SHARDS,
+    pretty_name: str = "EmoVid",
+    labeller: Optional[Union[str, Path]] = None,
+    validation_report: Optional[Union[str, Path]] = None,
+    evaluator: bool = True,
+    seed: int = 0,
+    progress: bool = True,
+) -> ExportResult:
+    """Write shards, card, rejects and statistics for ``manifest`` into ``out_dir``.
+
+    ``labeller``: the label model of this build (a fine-tuned VLM folder or a saved feature classifier),
+    copied to ``labeller/`` so that it travels with the shards, with ``validation_report`` (the 1 %
+    validation set's ``agreement.json``) beside it. ``evaluator``: train the separate EA evaluator on the
+    human-labelled train clips into ``evaluator/`` (see `emovid_datasets.evaluation.evaluator`).
+    """
+    started = time.monotonic()
+    out_dir = Path(out_dir)
+    result = write_shards(manifest, out_dir, max_shard_size=max_shard_size, min_shards=min_shards)
+    if labeller is not None:
+        copy_labeller(Path(labeller), out_dir / LABELLER_DIR)
+    if validation_report is not None:
+        atomic_write_bytes(out_dir / LABELLER_DIR / VALIDATION_FILE, Path(validation_report).read_bytes())
+    if evaluator:
+        train_evaluator([r for r in read_table_file(manifest) if r.get("clip_id") not in rejected(result)],
+                        out_dir / EVALUATOR_DIR, seed=seed, progress=progress)
+    write_card(result, out_dir, pretty_name=pretty_name)
+    write_rejects(out_dir / BUILD_DIR, [dict(r, input_id=r.get("clip_id")) for r in result.rejects])
+    stats = card_statistics(result)
+    atomic_write_text(out_dir / BUILD_DIR / "stats.json", json.dumps(stats, indent=2))
+    rows = sum(n for (config, _), n in result.num_rows.items() if config == "default")
+    shards = sum(len(p) for p in result.shards.values())
+    log.info("build: %d clips in %d shards under %s, %d rejected (see %s), %.1fs", rows, shards, out_dir,
+             len(result.rejects), out_dir / BUILD_DIR / "rejects.parquet", time.monotonic() - started)
+    return result
+
+
+def rejected(result: ExportResult) -> set[str]:
+    """The clip ids the export rejected (unreadable media): they are in no split."""
+    return {str(r.get("clip_id")) for r in result.rejects}
+
+
+def copy_labeller(src: Path, dst: Path) -> None:
+    """Copy a saved labeller's files into ``dst`` (replacing an older build's), keeping their relative layout."""
+    from emovid_datasets.labelling.saved import saved_files
+
+    files = saved_files(src)
+    root = src if src.is_dir() else src.parent
+    if dst.is_dir():
+        for old in dst.rglob("*"):
+            if old.is_file() and old.name != VALIDATION_FILE:
+                old.unlink()
+    for f in files:
+        atomic_write_bytes(dst / f.relative_to(root), f.read_bytes())
+
+
+def add_command(subparsers: argparse._SubParsersAction) -> None:
+    """Register this module's subcommand with the CLI (see `cli.COMMAND_MODULES`)."""
+    p = subparsers.add_parser("build", help="build Parquet shards and the dataset card from a build manifest")
+    p.add_argument("manifest", help="build manifest (.parquet/.csv/.jsonl) or a stage folder holding manifest.parquet")
+    p.add_argument("--out", required=True, help="dataset folder to write")
+    p.add_argument("--max-shard-size", default=DEFAULT_MAX_SHARD_SIZE, help="byte target per shard (default 500MB)")
+    p.add_argument("--min-shards", type=int, default=DEFAULT_MIN_SHARDS,
+                   help="at least this many shards per split when there are enough clips (default 8)")
+    p.add_argument("--labeller", help=f"the build's label model (a folder from `annotate finetune`, or labeller.skops "
+                                      f"from `annotate predict`), copied to DATASET_DIR/{LABELLER_DIR}/")
+    p.add_argument("--validation-report", help="agreement.json of the 1%% validation set (`annotate report`), shown "
+                                               "in the card")
+    p.add_argument("--no-evaluator", dest="evaluator", action="store_false",
+                   help=f"do not train the EA evaluator (DATASET_DIR/{EVALUATOR_DIR}/)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the evaluator's held-out split")
+    p.set_defaults(func=lambda a: build_dataset(a.manifest, a.out, max_shard_size=a.max_shard_size,
+                                                min_shards=a.min_shards, labeller=a.labeller,
+                                                validation_report=a.validation_report, evaluator=a.evaluator,
+                                                seed=a.seed) and 0)
