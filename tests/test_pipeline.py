@@ -12,12 +12,14 @@ from emovid_datasets import FEATURES, load_emovid
 from emovid_datasets.taxonomy import EMOTIONS, SOURCES
 
 SMALL = DemoSize(animation_per_emotion=3, stickers_per_emotion=3, films=2, shots_per_film=8)
+# One benchmark clip per cell leaves human-labelled train clips for the evaluator in this small demo.
+SMALL_CONFIG = {"splits": {"per_cell": 1}}
 
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo")
-    run_demo(out, seed=3, workers=2, size=SMALL, progress=False)
+    run_demo(out, seed=3, workers=2, size=SMALL, progress=False, overrides=SMALL_CONFIG)
     return out
 
 
@@ -44,7 +46,9 @@ def test_demo_builds_a_loadable_dataset_through_every_stage(demo):
 
 def test_demo_exercises_labelling_loop_and_segmentation(demo):
     work = demo / "work"
-    assert (work / "annotate" / "labels" / "labeller.skops").exists()
+    assert (work / "annotate" / "labeller" / "labeller.json").exists()  # the fine-tuned VLM labelled the rest
+    assert {r["labeller"] for r in read_manifest(work / "annotate" / "labels") if r["label_source"] == "model"} == {
+        "vlm-finetuned"}
     report = json.loads((work / "annotate" / "validation" / "agreement.json").read_text())
     assert len(report["pairs"]) == 6  # three validation annotators and the model
     segments = read_manifest(work / "segment" / "movie")
@@ -56,7 +60,7 @@ def test_demo_exercises_labelling_loop_and_segmentation(demo):
 
 def test_rerunning_the_chain_redoes_nothing(demo):
     before = {p: p.stat().st_mtime_ns for p in (demo / "work" / "segment").rglob("*.mp4")}
-    run_demo(demo, seed=3, workers=2, size=SMALL, progress=False)
+    run_demo(demo, seed=3, workers=2, size=SMALL, progress=False, overrides=SMALL_CONFIG)
     for stage in ("sources/animation", "segment/movie", "attributes", "annotate/labels"):
         summary = json.loads((demo / "work" / stage / "stage.json").read_text())
         assert summary["done"] == 0 and summary["skipped"] == summary["inputs"], stage
@@ -114,23 +118,63 @@ def test_story_order_numbers_segments_within_each_film():
     assert order == {"c": 0, "a": 1, "b": 2, "d": 0, "e": None}
 
 
-def test_label_model_travels_with_the_dataset_and_scores_the_benchmark(demo, tmp_path):
+def _benchmark_as_generated(dataset, folder):
+    """The benchmark clips themselves stand in for generated videos."""
+    bench = load_emovid(str(dataset), "default", split="benchmark", decode_media=False)
+    folder.mkdir()
+    for row in bench:
+        (folder / f"{row['clip_id']}.mp4").write_bytes(row["video"]["bytes"])
+    return bench
+
+
+def test_the_evaluator_never_saw_a_benchmark_clip(demo):
+    dataset = demo / "dataset"
+    record = json.loads((dataset / "evaluator" / "evaluator.json").read_text())
+    dsd = load_emovid(str(dataset), "default", decode_media=False)
+    human_train = {r["clip_id"] for r in dsd["train"] if r["label_source"] == 0}
+    assert record["train_clip_ids"] and set(record["train_clip_ids"]) <= human_train
+    assert not set(record["train_clip_ids"]) & set(dsd["benchmark"]["clip_id"])
+    saved = json.loads((dataset / "evaluator" / "evaluator.skops.json").read_text())
+    assert saved["metrics"]["train_clip_ids"] == record["train_clip_ids"]  # what the model file itself declares
+    from emovid_datasets.labelling.saved import labeller_sha256
+
+    assert record["sha256"] == labeller_sha256(dataset / "evaluator")
+    card = (dataset / "README.md").read_text()
+    assert record["sha256"][:16] in card and f"{record['real_benchmark']['ea8']['value']:.1f} %" in card
+    # The label model, by contrast, learned from the benchmark clips' human labels.
+    labeller = json.loads((dataset / "labeller" / "labeller.json").read_text())
+    assert set(labeller["train_clip_ids"] + labeller["held_out_clip_ids"]) & set(dsd["benchmark"]["clip_id"])
+
+
+def test_evaluate_scores_ea_with_the_evaluator_and_shows_the_ceiling(demo, tmp_path, capsys):
     from emovid_datasets.cli import main
 
     dataset = demo / "dataset"
-    assert (dataset / "labeller" / "labeller.skops").is_file()
-    assert "labeller/labeller.skops" in (dataset / "README.md").read_text()
-    bench = load_emovid(str(dataset), "default", split="benchmark", decode_media=False)
-    generated = tmp_path / "generated"
-    generated.mkdir()
-    for row in bench:  # the benchmark clips themselves stand in for generated videos
-        (generated / f"{row['clip_id']}.mp4").write_bytes(row["video"]["bytes"])
+    bench = _benchmark_as_generated(dataset, tmp_path / "generated")
     out = tmp_path / "scores.json"
-    assert main(["evaluate", "--generated", str(generated), "--benchmark", str(dataset), "--task", "t2v",
+    assert main(["evaluate", "--generated", str(tmp_path / "generated"), "--benchmark", str(dataset), "--task", "t2v",
                  "--out", str(out)]) == 0
-    overall = json.loads(out.read_text())["overall"]
-    assert overall["ea2"]["value"] >= overall["ea8"]["value"] > 100 / 8  # above chance
-    assert overall["ea8"]["n"] == len(bench)
+    result = json.loads(out.read_text())
+    record = json.loads((dataset / "evaluator" / "evaluator.json").read_text())
+    assert result["classifier"]["sha256"] == record["sha256"]
+    assert result["overall"]["ea8"]["n"] == len(bench)
+    # Generated = real here, so the scores equal the ceiling row, and both equal the build's own measurement.
+    assert result["reference"]["ea8"] == result["overall"]["ea8"]
+    assert result["reference"]["ea8"]["value"] == pytest.approx(record["real_benchmark"]["ea8"]["value"])
+    printed = capsys.readouterr().out
+    assert "real benchmark videos (evaluator ceiling)" in printed and record["sha256"] in printed
+
+
+def test_evaluate_refuses_a_classifier_trained_on_benchmark_clips(demo, tmp_path, caplog):
+    from emovid_datasets.cli import main
+
+    dataset = demo / "dataset"
+    _benchmark_as_generated(dataset, tmp_path / "generated")
+    out = tmp_path / "scores.json"
+    code = main(["evaluate", "--generated", str(tmp_path / "generated"), "--benchmark", str(dataset), "--task", "t2v",
+                 "--out", str(out), "--classifier", str(dataset / "labeller")])
+    assert code != 0 and not out.exists()
+    assert "was trained on" in caplog.text and "benchmark clip" in caplog.text and "labeller" in caplog.text
 
 
 def test_analyze_the_demo(demo, tmp_path):

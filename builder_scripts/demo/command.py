@@ -14,7 +14,7 @@ import logging
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Optional, Union
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -117,8 +117,11 @@ def demo_config() -> Path:
 
 
 def run_demo(out_dir: Union[str, Path], *, seed: int = 0, workers: int = 2, size: DemoSize = DemoSize(),
-             progress: bool = True) -> Path:
-    """Generate the raw material into OUT/raw and run the demo pipeline; returns OUT/dataset."""
+             progress: bool = True, overrides: Optional[dict[str, dict[str, Any]]] = None) -> Path:
+    """Generate the raw material into OUT/raw and run the demo pipeline; returns OUT/dataset.
+
+    ``overrides`` update sections of the demo config (e.g. ``{"splits": {"per_cell": 1}}`` for a smaller demo).
+    """
     from builder_scripts.engine.pipeline import Pipeline, load_config
 
     from .votes import simulated_votes
@@ -127,6 +130,8 @@ def run_demo(out_dir: Union[str, Path], *, seed: int = 0, workers: int = 2, size
     generate_raw(out / "raw", seed=seed, size=size, workers=workers, progress=progress)
     config = load_config(demo_config())
     config.update(seed=seed, workers=workers)
+    for section, values in (overrides or {}).items():
+        config[section] = {**config.get(section, {}), **values}
     dataset = Pipeline(config, out, progress=progress, vote_source=simulated_votes).run()
     assert dataset is not None  # the demo's annotators are simulated, so it never waits for votes
     log.info("demo: dataset ready in %s; load it with emovid_datasets.load_emovid(%r)", dataset, str(dataset))

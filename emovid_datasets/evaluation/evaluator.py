@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
@@ -56,6 +57,9 @@ def train_evaluator(rows: Sequence[Mapping[str, Any]], out_dir: str | os.PathLik
     from ..labelling.labeller import FeatureClassifier
     from ..labelling.saved import labeller_sha256
 
+    out_dir = Path(out_dir)
+    if out_dir.is_dir():  # an evaluator of an earlier build would not match this build's splits
+        shutil.rmtree(out_dir)
     train = [r for r in rows if r.get("split") == "train" and r.get("label_source") == "human" and r.get("emotion")]
     bench = [r for r in rows if r.get("split") == "benchmark"]
     if len({r["emotion"] for r in train}) < 2:
@@ -67,7 +71,6 @@ def train_evaluator(rows: Sequence[Mapping[str, Any]], out_dir: str | os.PathLik
         raise LeakingClassifierError(f"evaluator: {len(leaked)} clip(s) are in both splits, e.g. {min(leaked)}")
     model = FeatureClassifier(seed=seed)
     model.fit_features(x_train, [r["emotion"] for r in train], rows=train)
-    out_dir = Path(out_dir)
     model.save(out_dir / EVALUATOR_MODEL)
     bench, x_bench = _features(bench, "evaluator on benchmark", progress)
     reference = None
