@@ -78,13 +78,14 @@ def make_manifest(root: Union[str, Path], *, per_cell: int = 1, benchmark_per_ce
     return path
 
 
-def make_dataset(root: Union[str, Path], *, min_shards: int = 2, **manifest_kwargs) -> Path:
+def make_dataset(root: Union[str, Path], *, min_shards: int = 2, evaluator: bool = True,
+                 **manifest_kwargs) -> Path:
     """A complete EmoVid dataset folder (shards + card) built from `make_manifest`; returns its path."""
     from builder_scripts.publish.build import build_dataset
 
     root = Path(root)
     manifest = make_manifest(root / "raw", **manifest_kwargs)
-    build_dataset(manifest, root / "dataset", min_shards=min_shards)
+    build_dataset(manifest, root / "dataset", min_shards=min_shards, evaluator=evaluator, progress=False)
     return root / "dataset"
 
 

@@ -139,35 +139,6 @@ def test_predict_labels_the_rest_and_beats_chance(clips, imported, predicted):
     assert again.done == 0 and again.skipped == len(human)
 
 
-def test_predict_resumes_after_a_kill_without_duplicates(imported, tmp_path, monkeypatch):
-    human = read_manifest(imported)
-    to_label = sum(r.get("label_source") != "human" for r in human)
-    real_label = FeatureClassifier.label
-    calls = []
-
-    def dying_label(self, videos):
-        calls.append(videos[0])
-        if len(calls) == 20:
-            raise KeyboardInterrupt  # like Ctrl-C or a kill mid-run
-        return real_label(self, videos)
-
-    monkeypatch.setattr(FeatureClassifier, "label", dying_label)
-    with pytest.raises(KeyboardInterrupt):
-        annotate.predict_labels(human, tmp_path / "pred", progress=False)
-    partial = read_manifest(tmp_path / "pred")
-    done_models = sum(r["label_source"] == "model" for r in partial)
-    assert done_models == 19 and (tmp_path / "pred" / annotate.LABELLER_FILE).exists()
-    saved_at = (tmp_path / "pred" / annotate.LABELLER_FILE).stat().st_mtime_ns
-
-    calls.clear()
-    monkeypatch.setattr(FeatureClassifier, "label", lambda self, v: (calls.append(v[0]), real_label(self, v))[1])
-    annotate.predict_labels(human, tmp_path / "pred", progress=False)
-    assert len(calls) == to_label - 19  # only the rest
-    out = read_manifest(tmp_path / "pred")
-    assert len(out) == len({r["clip_id"] for r in out}) == len(human)
-    assert (tmp_path / "pred" / annotate.LABELLER_FILE).stat().st_mtime_ns == saved_at  # same model resumed
-
-
 def test_agreement_report_for_a_validation_set(clips, predicted, tmp_path):
     root, truth = clips
     folder, _ = predicted

@@ -37,7 +37,8 @@ def emotion_colour(emotion: str) -> tuple[int, int, int]:
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("eval")
-    dataset = make_dataset(root / "ds", per_cell=1, benchmark_per_cell=1)
+    # No EA evaluator in this dataset: EA is null unless a --classifier is given.
+    dataset = make_dataset(root / "ds", per_cell=1, benchmark_per_cell=1, evaluator=False)
     generated = root / "generated"
     generated.mkdir()
     for cid, shown in GENERATED.items():

@@ -139,6 +139,15 @@ def test_settings_refuse_unknown_keys():
         settings_from({"lora_rnak": 8})
 
 
+def _rows_now(path):
+    """The manifest's rows from one read of its bytes (the writer may replace the file between reads)."""
+    import io
+
+    import pyarrow.parquet as pq
+
+    return pq.read_table(io.BytesIO(path.read_bytes())).to_pylist()
+
+
 def _predict_command(human, out, labeller):
     return [sys.executable, "-m", "builder_scripts.cli", "annotate", "predict", str(human), "--out", str(out),
             "--labeller", str(labeller), "--batch-size", "1", "--device", "cpu"]
@@ -157,7 +166,7 @@ def test_predict_resumes_after_sigkill_to_the_same_labels(voted, finetuned, tmp_
                             stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 300
     while proc.poll() is None and time.monotonic() < deadline:
-        if (out / "manifest.parquet").exists() and len(read_manifest(out)) >= 5:
+        if (out / "manifest.parquet").exists() and len(_rows_now(out / "manifest.parquet")) >= 5:
             os.kill(proc.pid, signal.SIGKILL)
             break
         time.sleep(0.01)

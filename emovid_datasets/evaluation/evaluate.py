@@ -131,10 +131,11 @@ def evaluate(generated_dir: str | Path, benchmark: Any, task: str, *, clip: Opti
 
     reference = None
     if classifier is not None:
-        _classify(per_clip, lambda c: matched[c["clip_id"]].read_bytes(), classifier, batch_size, "predicted")
+        _classify(per_clip, lambda c: matched[c["clip_id"]].read_bytes(), classifier, batch_size, "predicted",
+                  "classifier_error")
         # The same classifier on the real benchmark clips: the EA that real video reaches (the ceiling row).
         _classify(per_clip, lambda c: media_payload(benchmark[index_of[c["clip_id"]]]["video"]), classifier,
-                  batch_size, "real_predicted")
+                  batch_size, "real_predicted", "real_classifier_error")
         real = [c for c in per_clip if c["real_predicted"] is not None]
         if real:
             ea = ea_scores([c["real_predicted"] for c in real], [c["emotion"] for c in real])
@@ -212,9 +213,9 @@ def _score_clip(path: Path, row: Mapping[str, Any], real_video: Any, task: str, 
 
 
 def _classify(per_clip: list[dict[str, Any]], video_of: Callable[[dict[str, Any]], Any],
-              classifier: OrderedClassifier, batch_size: int, key: str) -> None:
+              classifier: OrderedClassifier, batch_size: int, key: str, error_key: str) -> None:
     """Set each entry's ``key`` to the classifier's emotion for ``video_of(entry)``; a batch that fails is
-    retried clip by clip, failures stay null."""
+    retried clip by clip, failures stay null with the reason under ``error_key``."""
     for start in tqdm(range(0, len(per_clip), batch_size), desc=f"EA classifier ({key})", unit="batch"):
         batch = per_clip[start:start + batch_size]
         try:
@@ -226,12 +227,12 @@ def _classify(per_clip: list[dict[str, Any]], video_of: Callable[[dict[str, Any]
                     labels.extend(argmax_emotions(classifier.predict_proba([video_of(c)])))
                 except (MediaError, ValueError) as exc:
                     log.warning("%s (%s): classifier failed (%s); left out of EA", c["clip_id"], key, exc)
-                    c[f"{key}_error"] = str(exc)
+                    c[error_key] = str(exc)
                     labels.append(None)
         for c, label in zip(batch, labels):
-            if label is None and f"{key}_error" not in c:
+            if label is None and error_key not in c:
                 log.warning("%s (%s): the classifier gave no emotion; left out of EA", c["clip_id"], key)
-                c[f"{key}_error"] = "no emotion in the classifier's answer"
+                c[error_key] = "no emotion in the classifier's answer"
             c[key] = label
 
 

@@ -164,7 +164,7 @@ class FeatureClassifier:
         if self.model is None:
             raise RuntimeError("FeatureClassifier is not trained; nothing to save")
         path = Path(path)
-        atomic_write_bytes(path, sio.dumps(self.model))
+        atomic_write_bytes(path, _stable_zip(sio.dumps(self.model)))
         meta = {"format": MODEL_FORMAT, "format_version": MODEL_FORMAT_VERSION, "sklearn_version": sklearn.__version__,
                 "emotions": list(EMOTIONS), "feature_names": list(FEATURE_NAMES), "c": self.c, "seed": self.seed,
                 "metrics": self.metrics}
@@ -200,6 +200,31 @@ class FeatureClassifier:
 # set's agreement report beside it. The EA evaluator is kept apart (`evaluation.evaluator`).
 LABELLER_DIR = "labeller"
 VALIDATION_FILE = "validation_agreement.json"
+
+
+def _stable_zip(data: bytes) -> bytes:
+    """The same skops archive with stable member names and fixed timestamps, so one model always saves to the
+    same bytes (and sha256). skops names array members and ``__id__`` references after Python object ids,
+    which change every run; both are renumbered in the order ``schema.json`` first mentions them."""
+    import io
+    import re
+    import zipfile
+
+    with zipfile.ZipFile(io.BytesIO(data)) as src:
+        members = {info.filename: src.read(info) for info in src.infolist()}
+    schema = members.pop("schema.json").decode("utf-8")
+    order = sorted(members, key=lambda name: (schema.find(f'"{name}"'), name))
+    renamed = {name: f"{i:05d}{Path(name).suffix}" for i, name in enumerate(order)}
+    for name, new in renamed.items():
+        schema = schema.replace(f'"{name}"', f'"{new}"')
+    ids: dict[str, int] = {}
+    schema = re.sub(r'"__id__": (\d+)', lambda m: f'"__id__": {ids.setdefault(m.group(1), len(ids))}', schema)
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as dst:
+        for name, payload in [("schema.json", schema.encode("utf-8"))] + [(renamed[n], members[n]) for n in order]:
+            dst.writestr(zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0)), payload,
+                         compress_type=zipfile.ZIP_DEFLATED)
+    return out.getvalue()
 
 
 def saved_labeller_files(path: str | os.PathLike) -> tuple[Path, Path]:
