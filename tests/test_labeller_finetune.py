@@ -101,6 +101,7 @@ def test_holdout_is_stratified_by_source_and_emotion():
     assert "lonely" in train and len(held) == 4  # one of each five-clip cell; the one-clip cell stays in training
     assert {tuple(c.split("-")[:2]) for c in held} == {(s, e) for s in ("movie", "sticker") for e in ("fear", "awe")}
     assert stratified_holdout(rows, 0.2, seed=1) == (train, held)
+    assert {stratified_holdout(rows, 0.2, seed=k)[1][0] for k in range(8)} != {held[0]}  # seeded, not the first clip
 
 
 def test_balanced_weights_make_every_class_weigh_the_same():

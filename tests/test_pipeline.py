@@ -118,6 +118,18 @@ def test_story_order_numbers_segments_within_each_film():
     assert order == {"c": 0, "a": 1, "b": 2, "d": 0, "e": None}
 
 
+def test_tiny_vlm_finetuned_on_the_demos_human_labels_beats_twice_chance(demo, tmp_path):
+    from builder_scripts.cli import main
+
+    out = tmp_path / "labeller"
+    assert main(["annotate", "finetune", str(demo / "work" / "annotate" / "human"), "--out", str(out), "--vlm", "tiny",
+                 "--num-frames", "4", "--epochs", "12", "--batch-size", "4", "--gradient-accumulation", "1",
+                 "--lr", "1e-3", "--head-lr", "1e-2", "--device", "cpu"]) == 0
+    metrics = json.loads((out / "labeller.json").read_text())["metrics"]
+    assert metrics["heldout_clips"] >= 8
+    assert metrics["heldout_accuracy"] >= 2 * max(metrics["chance_accuracy"], 1 / len(EMOTIONS))
+
+
 def _benchmark_as_generated(dataset, folder):
     """The benchmark clips themselves stand in for generated videos."""
     bench = load_emovid(str(dataset), "default", split="benchmark", decode_media=False)
