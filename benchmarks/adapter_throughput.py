@@ -11,7 +11,8 @@ folder) or `tests/factory.make_dataset`. Baselines, on the same rows:
     adapter does by default (PyAV's automatic threading starts threads per clip and per frame, which
     costs more than it gains for small frames or busy cores).
 The adapter runs in-process (num_workers=0) and through a DataLoader with 1 and 2 workers (batch_size=None,
-worker start-up included), and with uint8 output (``video_dtype=torch.uint8``: 4x less to pass between processes). Ratios are adapter clips/s over the "PyAV window" clips/s; the target is >= 0.9
+worker start-up included), and with uint8 output (``video_dtype=torch.uint8``: 4x less to pass between processes).
+Ratios are adapter clips/s over the "PyAV window" clips/s; the target is >= 0.9
 with 1 worker, and higher with 2 where cores allow. The torchcodec path runs when torchcodec loads.
 """
 

@@ -26,8 +26,7 @@ import torch
 
 from emovid_datasets.training.lora import add_lora
 from emovid_datasets.training.models import cast_transformer
-from emovid_datasets.training.objective import FlowMatchObjective
-from emovid_datasets.training.objective import training_loss
+from emovid_datasets.training.objective import FlowMatchObjective, training_loss
 
 # Wan2.1 transformer configs (diffusers names), from the released models' config.json.
 WAN_CONFIGS = {

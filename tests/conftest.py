@@ -14,7 +14,6 @@ os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
 import pytest  # noqa: E402
 
 
-
 def pytest_unconfigure(config: pytest.Config) -> None:
     """Remove the HF cache made for this run (subprocesses of the tests share it through the environment)."""
     if _OWN_HF_HOME:

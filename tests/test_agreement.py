@@ -7,7 +7,12 @@ import numpy as np
 import pytest
 
 from emovid_datasets.labelling.agreement import (
-    agreement_report, cohen_kappa, count_table, fleiss_kappa, format_agreement_table, strength,
+    agreement_report,
+    cohen_kappa,
+    count_table,
+    fleiss_kappa,
+    format_agreement_table,
+    strength,
 )
 
 

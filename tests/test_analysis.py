@@ -8,18 +8,25 @@ from html.parser import HTMLParser
 
 import numpy as np
 import pytest
+from factory import make_dataset
 from PIL import Image
 from scipy import stats as sps
 
 from emovid_datasets.analysis.colour import circular_mean_deg, colour_by_group, one_way_anova, positive_ratio_by_bin
 from emovid_datasets.analysis.phrases import caption_phrases, phrases_by_emotion, top_phrases
 from emovid_datasets.analysis.report import format_number, lookup, write_report
-from emovid_datasets.analysis.transitions import (K, bootstrap_intervals, film_chains, independence_test,
-                                                  markov_analysis, smoothed_matrix, stationary_distribution,
-                                                  transition_counts)
+from emovid_datasets.analysis.transitions import (
+    K,
+    bootstrap_intervals,
+    film_chains,
+    independence_test,
+    markov_analysis,
+    smoothed_matrix,
+    stationary_distribution,
+    transition_counts,
+)
 from emovid_datasets.cli import main
 from emovid_datasets.taxonomy import EMOTIONS
-from factory import make_dataset
 
 E = {e: i for i, e in enumerate(EMOTIONS)}
 

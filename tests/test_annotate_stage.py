@@ -6,11 +6,11 @@ import json
 
 import numpy as np
 import pytest
+from emotion_clips import make_emotion_rows
 
-from builder_scripts.stages import annotate
 from builder_scripts.cli import COMMAND_MODULES
 from builder_scripts.engine.manifest import read_manifest, read_rejects, write_manifest
-from emotion_clips import make_emotion_rows
+from builder_scripts.stages import annotate
 from emovid_datasets.labelling import FeatureClassifier, simulate_votes, write_vote_file
 from emovid_datasets.taxonomy import VOTE_CHOICES
 

@@ -4,11 +4,11 @@ import argparse
 
 import numpy as np
 import pytest
+from emotion_clips import make_emotion_rows, write_emotion_clip
 
-from builder_scripts.stages import captions
 from builder_scripts.cli import COMMAND_MODULES
 from builder_scripts.engine.manifest import read_manifest, read_rejects, write_manifest
-from emotion_clips import make_emotion_rows, write_emotion_clip
+from builder_scripts.stages import captions
 from emovid_datasets.labelling import Captioner, FactualCaptioner, VLMCaptioner
 from emovid_datasets.labelling.captioner import clean_caption, hue_name
 from emovid_datasets.taxonomy import EMOTIONS

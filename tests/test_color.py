@@ -4,10 +4,10 @@ import colorsys
 
 import numpy as np
 import pytest
+from factory import make_video
 
 from emovid_datasets import color_attributes
 from emovid_datasets.color import rgb_to_hsv
-from factory import make_video
 
 
 def test_rgb_to_hsv_matches_colorsys():

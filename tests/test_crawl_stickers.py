@@ -16,10 +16,18 @@ import requests
 from tenor_server import TenorServer
 
 from builder_scripts import cli
-from builder_scripts.sources.crawl_stickers import SEARCH_STAGE, STAGE, STATE_FILE, crawl_stickers
 from builder_scripts.engine.manifest import read_manifest, read_rejects
-from builder_scripts.sources.tenor import (Backoff, DownloadError, RateLimiter, TenorClient, TenorRequestError,
-                                   TenorUnavailable, download_media, parse_retry_after)
+from builder_scripts.sources.crawl_stickers import SEARCH_STAGE, STAGE, STATE_FILE, crawl_stickers
+from builder_scripts.sources.tenor import (
+    Backoff,
+    DownloadError,
+    RateLimiter,
+    TenorClient,
+    TenorRequestError,
+    TenorUnavailable,
+    download_media,
+    parse_retry_after,
+)
 from emovid_datasets.media import probe
 from emovid_datasets.taxonomy import EMOTIONS, STICKER_QUERIES
 

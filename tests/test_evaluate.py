@@ -5,7 +5,9 @@ import pickle
 
 import numpy as np
 import pytest
+from factory import make_dataset, make_video
 from PIL import Image
+from tiny_models import HueClassifier, TinyI3D, save_tiny_clip, save_torchscript
 
 from emovid_datasets.cli import main
 from emovid_datasets.evaluation.evaluate import clip_text
@@ -14,8 +16,6 @@ from emovid_datasets.evaluation.metrics import clip_score, flicker, frechet_dist
 from emovid_datasets.loading import load_emovid
 from emovid_datasets.media import read_frames
 from emovid_datasets.taxonomy import EMOTIONS, SOURCES
-from factory import make_dataset, make_video
-from tiny_models import HueClassifier, TinyI3D, save_tiny_clip, save_torchscript
 
 # clip id -> emotion whose colour the "generated" video shows (the hue classifier reads it back)
 GENERATED = {

@@ -3,10 +3,14 @@
 import json
 
 import pytest
-
 from emotion_clips import make_emotion_rows
-from emovid_datasets.evaluation.evaluator import (LeakingClassifierError, check_not_leaking, evaluator_record,
-                                                  train_evaluator)
+
+from emovid_datasets.evaluation.evaluator import (
+    LeakingClassifierError,
+    check_not_leaking,
+    evaluator_record,
+    train_evaluator,
+)
 from emovid_datasets.labelling.saved import labeller_sha256, load_labeller
 
 

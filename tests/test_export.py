@@ -7,12 +7,12 @@ import datasets
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from factory import make_manifest
 
-from builder_scripts.publish.build import build_dataset
 from builder_scripts.engine.manifest import read_rejects
+from builder_scripts.publish.build import build_dataset
 from emovid_datasets import FEATURES, load_emovid
 from emovid_datasets.export import SHARD_NAME, parse_size, shard_count
-from factory import make_manifest
 
 
 @pytest.fixture(scope="module")

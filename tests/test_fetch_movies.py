@@ -13,12 +13,12 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+from factory import make_video
 
+from builder_scripts.engine.manifest import read_manifest, read_rejects
 from builder_scripts.sources import fetch_movies
 from builder_scripts.sources.fetch_movies import WATCH_URL, read_metadata, run_fetch_movies, sequence_id_of, slug
-from builder_scripts.engine.manifest import read_manifest, read_rejects
 from emovid_datasets.media import decode_audio, probe, read_frames
-from factory import make_video
 
 RED, GREEN, BLUE = (220, 30, 30), (30, 220, 30), (30, 30, 220)
 CLIPS = [  # videoid, year, clip_idx, clip_tot, upload_year, title, clip_name, imdbid

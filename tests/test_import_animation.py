@@ -8,12 +8,12 @@ import json
 from pathlib import Path
 
 import pytest
+from factory import make_gif, make_video
 
+from builder_scripts.engine.manifest import read_manifest, read_rejects
 from builder_scripts.sources import import_animation
 from builder_scripts.sources.import_animation import assign_clip_ids, run_import
-from builder_scripts.engine.manifest import read_manifest, read_rejects
 from emovid_datasets.media import probe
-from factory import make_gif, make_video
 
 
 def make_collection(root: Path) -> Path:

@@ -4,10 +4,15 @@ import json
 
 import numpy as np
 import pytest
-
 from emotion_clips import make_emotion_rows, write_emotion_clip
+
 from emovid_datasets.labelling import (
-    FEATURE_NAMES, FeatureClassifier, Labeller, VLMLabeller, clip_features, parse_emotion,
+    FEATURE_NAMES,
+    FeatureClassifier,
+    Labeller,
+    VLMLabeller,
+    clip_features,
+    parse_emotion,
 )
 from emovid_datasets.labelling.labeller import emotion_question
 from emovid_datasets.media import MediaError
@@ -165,8 +170,9 @@ def test_vlm_labeller_without_weights_fails_naming_the_model(tmp_path):
 def test_a_missing_sound_track_is_silence_and_a_broken_one_is_reported(tmp_path, monkeypatch, caplog):
     import logging
 
-    from emovid_datasets.labelling import features
     from factory import make_video
+
+    from emovid_datasets.labelling import features
 
     silent = make_video(tmp_path / "silent.mp4", audio=False)
     loud = make_video(tmp_path / "tone.mp4", audio=True)

@@ -11,16 +11,27 @@ import time
 
 import numpy as np
 import pytest
+from emotion_clips import make_emotion_rows
 
 from builder_scripts.cli import main as build_cli
 from builder_scripts.engine.manifest import read_manifest, write_manifest
 from builder_scripts.stages import annotate
-from emotion_clips import make_emotion_rows
 from emovid_datasets.labelling import simulate_votes, write_vote_file
-from emovid_datasets.labelling.finetune import (FineTunedVLMLabeller, FinetuneSettings, settings_from,
-                                                soft_cross_entropy, training_targets)
-from emovid_datasets.labelling.quality import (balanced_weights, expected_calibration_error, fit_temperature, softmax,
-                                               stratified_holdout, vote_target)
+from emovid_datasets.labelling.finetune import (
+    FineTunedVLMLabeller,
+    FinetuneSettings,
+    settings_from,
+    soft_cross_entropy,
+    training_targets,
+)
+from emovid_datasets.labelling.quality import (
+    balanced_weights,
+    expected_calibration_error,
+    fit_temperature,
+    softmax,
+    stratified_holdout,
+    vote_target,
+)
 from emovid_datasets.taxonomy import EMOTIONS
 
 FAST = ["--num-frames", "4", "--epochs", "12", "--batch-size", "4", "--gradient-accumulation", "1", "--lr", "1e-3",

@@ -5,10 +5,18 @@ import io
 import av
 import numpy as np
 import pytest
-
-from emovid_datasets.media import (MediaError, decode_audio, encode_gif, extract_flac, probe, read_frames,
-                                   sample_frames, to_mp4)
 from factory import make_gif, make_video
+
+from emovid_datasets.media import (
+    MediaError,
+    decode_audio,
+    encode_gif,
+    extract_flac,
+    probe,
+    read_frames,
+    sample_frames,
+    to_mp4,
+)
 
 
 def _streams(path):

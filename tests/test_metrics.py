@@ -5,16 +5,24 @@ import pickle
 import numpy as np
 import pytest
 import scipy.linalg
-
-from emovid_datasets.evaluation.extractors import (ClipEncoder, OrderedClassifier, load_classifier,
-                                                   load_video_extractor)
-from emovid_datasets.evaluation.metrics import (SmallSampleWarning, argmax_emotions, clip_score, ea_scores, flicker,
-                                                frechet_distance, frechet_from_stats, gaussian_stats, sd_score,
-                                                wilson_interval)
-from emovid_datasets.media import read_frames
-from emovid_datasets.taxonomy import EMOTIONS
 from factory import make_video
 from tiny_models import HueClassifier, InputProbe, ReversedClassifier, TinyI3D, save_tiny_clip, save_torchscript
+
+from emovid_datasets.evaluation.extractors import ClipEncoder, OrderedClassifier, load_classifier, load_video_extractor
+from emovid_datasets.evaluation.metrics import (
+    SmallSampleWarning,
+    argmax_emotions,
+    clip_score,
+    ea_scores,
+    flicker,
+    frechet_distance,
+    frechet_from_stats,
+    gaussian_stats,
+    sd_score,
+    wilson_interval,
+)
+from emovid_datasets.media import read_frames
+from emovid_datasets.taxonomy import EMOTIONS
 
 
 def direct_frechet(a: np.ndarray, b: np.ndarray) -> float:

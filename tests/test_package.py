@@ -30,3 +30,14 @@ def test_exported_names_resolve_and_are_listed():
     assert emovid_datasets.load_emovid.__module__ == "emovid_datasets.loading"
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         emovid_datasets.nope  # noqa: B018
+
+
+def test_code_passes_the_projects_ruff_config():
+    from pathlib import Path
+
+    ruff = Path(sys.executable).with_name("ruff")
+    if not ruff.exists():
+        pytest.skip("ruff is not installed (it comes with the dev extra)")
+    root = Path(__file__).resolve().parents[1]
+    result = subprocess.run([str(ruff), "check", "--no-cache", str(root)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout

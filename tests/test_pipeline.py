@@ -7,7 +7,7 @@ import yaml
 
 from builder_scripts.demo.command import DemoSize, generate_raw, run_demo
 from builder_scripts.engine.manifest import read_manifest
-from builder_scripts.engine.pipeline import run_pipeline, story_order
+from builder_scripts.engine.pipeline import story_order
 from emovid_datasets import FEATURES, load_emovid
 from emovid_datasets.taxonomy import EMOTIONS, SOURCES
 

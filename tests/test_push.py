@@ -15,12 +15,11 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from factory import make_dataset
+from hub_server import FakeHub
 
 from builder_scripts.publish.push import local_files
 from emovid_datasets.loading import load_emovid
-
-from factory import make_dataset
-from hub_server import FakeHub
 
 TOKEN = "hf_test_token_5f1c"
 REPO = "emovid-test/emovid"

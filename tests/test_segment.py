@@ -16,8 +16,8 @@ import pytest
 import scenedetect
 from PIL import Image
 
-from builder_scripts.stages import segment
 from builder_scripts.engine.manifest import read_manifest, read_rejects
+from builder_scripts.stages import segment
 from emovid_datasets.media import Mp4Writer, decode_audio, probe, read_frames
 
 FPS = 12

@@ -6,9 +6,9 @@ from collections import Counter
 
 import pytest
 
-from builder_scripts.stages import splits
 from builder_scripts.cli import COMMAND_MODULES
 from builder_scripts.engine.manifest import read_manifest, read_rejects, write_manifest
+from builder_scripts.stages import splits
 from emovid_datasets.taxonomy import EMOTIONS, SOURCES
 
 

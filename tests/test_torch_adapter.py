@@ -10,6 +10,7 @@ import datasets
 import numpy as np
 import pytest
 import torch
+from factory import make_dataset, make_video
 from torch.utils.data import DataLoader
 from torchdata.stateful_dataloader import StatefulDataLoader
 
@@ -19,8 +20,6 @@ from emovid_datasets.torch.clips import DECODERS
 from emovid_datasets.torch.decoding import decode_window
 from emovid_datasets.torch.resize import plan_resize
 from emovid_datasets.torch.sampling import target_times
-
-from factory import make_dataset, make_video
 
 SMALL = dict(num_frames=9, height=32, width=32)
 

@@ -12,18 +12,25 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from factory import corrupt_clip, make_dataset
 from safetensors.torch import load_file
 
 from emovid_datasets.cli import main
 from emovid_datasets.training.cache import LatentCache
-from emovid_datasets.training.lora import (COMFYUI_FILE, DIFFUSERS_FILE, add_lora, load_lora_state,
-                                           save_comfyui_lora, save_diffusers_lora, to_original_keys)
+from emovid_datasets.training.config import TrainConfig
+from emovid_datasets.training.data import load_rows
+from emovid_datasets.training.lora import (
+    COMFYUI_FILE,
+    DIFFUSERS_FILE,
+    add_lora,
+    load_lora_state,
+    save_comfyui_lora,
+    save_diffusers_lora,
+    to_original_keys,
+)
 from emovid_datasets.training.models import build_tiny, load_pipeline
 from emovid_datasets.training.objective import FlowMatchObjective, diffsynth_table, training_loss
-from emovid_datasets.training.config import TrainConfig
 from emovid_datasets.training.trainer import _build_cache, train
-from emovid_datasets.training.data import load_rows
-from factory import corrupt_clip, make_dataset
 
 SMALL = dict(model="tiny", num_frames=9, height=32, width=32, rank=4, alpha=4)
 

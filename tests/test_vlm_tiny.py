@@ -6,8 +6,8 @@ folder and loaded by `TransformersVLM` through the Auto classes, exactly as a hu
 
 import numpy as np
 import pytest
-
 from emotion_clips import write_emotion_clip
+
 from emovid_datasets.labelling import VLMCaptioner, VLMLabeller, parse_emotion
 from emovid_datasets.labelling.labeller import emotion_question
 from emovid_datasets.taxonomy import EMOTIONS

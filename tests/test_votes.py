@@ -5,7 +5,11 @@ import json
 import pytest
 
 from emovid_datasets.labelling.votes import (
-    aggregate_votes, group_votes, normalise_vote, read_vote_file, write_vote_file,
+    aggregate_votes,
+    group_votes,
+    normalise_vote,
+    read_vote_file,
+    write_vote_file,
 )
 
 

@@ -19,11 +19,10 @@ from typing import Any, Optional, Union
 import numpy as np
 from tqdm.auto import tqdm
 
-from emovid_datasets.atomic import atomic_path
-from emovid_datasets.taxonomy import EMOTIONS, STICKER_QUERIES
-
 from builder_scripts.demo import media as demo_media
 from builder_scripts.engine.manifest import write_rows
+from emovid_datasets.atomic import atomic_path
+from emovid_datasets.taxonomy import EMOTIONS, STICKER_QUERIES
 
 log = logging.getLogger("emovid.build")
 

@@ -5,10 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Optional, Union
 
-from emovid_datasets.labelling import simulate_votes, write_vote_file
-
 from builder_scripts.engine.manifest import read_rows
 from builder_scripts.engine.pipeline import VoteRequest
+from emovid_datasets.labelling import simulate_votes, write_vote_file
 
 
 def truth_for_rows(rows: list[dict[str, Any]], truth_path: Union[str, Path]) -> dict[str, str]:

@@ -15,15 +15,14 @@ import argparse
 import glob
 import logging
 import os
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Optional, Union
 
 import yaml
 
-from emovid_datasets.taxonomy import SOURCES
-
 from builder_scripts.engine.manifest import read_manifest
+from emovid_datasets.taxonomy import SOURCES
 
 log = logging.getLogger("emovid.build")
 
@@ -161,8 +160,14 @@ class Pipeline:
         ``annotate.labeller: {vlm: MODEL, ...}`` fine-tunes a video-language model on the human labels (the
         paper's labeller; the other keys are `FinetuneSettings`); without it a feature classifier labels.
         """
-        from builder_scripts.stages.annotate import (agreement_from_files, export_tasks, finetune, import_votes,
-                                                     predict_labels, write_report)
+        from builder_scripts.stages.annotate import (
+            agreement_from_files,
+            export_tasks,
+            finetune,
+            import_votes,
+            predict_labels,
+            write_report,
+        )
 
         spec = self.config.get("annotate", {})
         base = self.work / "annotate"
@@ -205,9 +210,9 @@ class Pipeline:
     # -- the chain -------------------------------------------------------------------------------
     def run(self) -> Optional[Path]:
         """Run every stage; returns the dataset folder (None when waiting for human votes)."""
+        from builder_scripts.publish.build import build_dataset
         from builder_scripts.stages.annotate import LABELLER_FILE
         from builder_scripts.stages.attributes import run_attributes
-        from builder_scripts.publish.build import build_dataset
         from builder_scripts.stages.captions import run_captions
         from builder_scripts.stages.splits import write_splits
 

@@ -20,9 +20,8 @@ from typing import Any, Callable, Iterable, Sequence, Union
 
 from tqdm.auto import tqdm
 
-from emovid_datasets.atomic import atomic_write_text, remove_leftovers
-
 from builder_scripts.engine.manifest import read_manifest, read_rejects, reject, write_manifest, write_rejects
+from emovid_datasets.atomic import atomic_write_text, remove_leftovers
 
 log = logging.getLogger("emovid.build")
 

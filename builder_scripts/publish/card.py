@@ -12,14 +12,13 @@ from typing import Any, Optional
 
 import datasets
 
-from emovid_datasets.export import ExportResult, card_metadata
 from emovid_datasets.evaluation.evaluator import EVALUATOR_DIR
+from emovid_datasets.export import ExportResult, card_metadata
 from emovid_datasets.labelling.labeller import LABELLER_DIR, VALIDATION_FILE, saved_labeller_files
 from emovid_datasets.records import read_json_file
 from emovid_datasets.schema import CONFIGS, SPLITS, schema_markdown_table
 from emovid_datasets.stats import composition
 from emovid_datasets.taxonomy import EMOTIONS, SOURCES
-
 
 TEMPLATE = "README.template.md"
 

@@ -23,15 +23,24 @@ from typing import Any, Mapping, Optional, Sequence, Union
 
 from tqdm.auto import tqdm
 
+from builder_scripts.engine.manifest import read_manifest, read_rejects, reject, write_rejects
+from builder_scripts.engine.runner import run_stage
+from builder_scripts.sources.tenor import (
+    DEFAULT_ENDPOINT,
+    MAX_LIMIT,
+    MEDIA_PREFERENCES,
+    Backoff,
+    DownloadError,
+    TenorClient,
+    TenorUnavailable,
+    as_list,
+    download_media,
+    pick_media,
+)
 from emovid_datasets.atomic import atomic_write_text
 from emovid_datasets.media import MediaError, probe, to_mp4
 from emovid_datasets.records import read_json_file
 from emovid_datasets.taxonomy import STICKER_QUERIES
-
-from builder_scripts.engine.manifest import read_manifest, read_rejects, reject, write_rejects
-from builder_scripts.engine.runner import run_stage
-from builder_scripts.sources.tenor import (DEFAULT_ENDPOINT, MAX_LIMIT, MEDIA_PREFERENCES, Backoff, DownloadError, TenorClient,
-                    TenorUnavailable, as_list, download_media, pick_media)
 
 log = logging.getLogger("emovid.build")
 

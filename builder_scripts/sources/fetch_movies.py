@@ -20,11 +20,9 @@ import unicodedata
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
-
-from emovid_datasets.media import MediaError, probe, to_mp4
-
 from builder_scripts.engine.manifest import reject
 from builder_scripts.engine.runner import Outcome, StageSummary, run_stage
+from emovid_datasets.media import MediaError, probe, to_mp4
 
 log = logging.getLogger("emovid.build")
 

@@ -21,13 +21,12 @@ from typing import Any, Optional, Sequence, Union
 
 import datasets
 
+from builder_scripts.engine.runner import StageSummary, run_stage
 from emovid_datasets.builder import COLOR_COLUMNS, PROBE_COLUMNS, is_local_path
 from emovid_datasets.media import to_mp4
 from emovid_datasets.records import read_json_file, read_json_lines
 from emovid_datasets.schema import FEATURES, SPLITS
 from emovid_datasets.taxonomy import SOURCES
-
-from builder_scripts.engine.runner import StageSummary, run_stage
 
 log = logging.getLogger("emovid.build")
 

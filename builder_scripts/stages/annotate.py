@@ -29,12 +29,11 @@ from typing import Any, Optional, Sequence, Union
 import numpy as np
 from tqdm.auto import tqdm
 
-from emovid_datasets.atomic import atomic_write_text
-from emovid_datasets.taxonomy import VOTE_CHOICES
-
 from builder_scripts.engine.manifest import reject, write_manifest, write_rejects
 from builder_scripts.engine.runner import Outcome, StageSummary, load_inputs, run_batched_stage
 from builder_scripts.stages.vlm_options import add_vlm_arguments, vlm_settings
+from emovid_datasets.atomic import atomic_write_text
+from emovid_datasets.taxonomy import VOTE_CHOICES
 
 log = logging.getLogger("emovid.build")
 STAGE = "annotate"

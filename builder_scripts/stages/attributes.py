@@ -11,11 +11,10 @@ import argparse
 from pathlib import Path
 from typing import Any, Sequence, Union
 
+from builder_scripts.engine.runner import StageSummary, load_inputs, run_stage
 from emovid_datasets.builder import PROBE_COLUMNS
 from emovid_datasets.color import color_attributes
 from emovid_datasets.media import probe
-
-from builder_scripts.engine.runner import StageSummary, load_inputs, run_stage
 
 STAGE = "attributes"
 

@@ -26,10 +26,9 @@ import av
 import numpy as np
 from scenedetect import AdaptiveDetector, FrameTimecode, SceneDetector
 
-from emovid_datasets.media import MediaError, Mp4Writer, open_input
-
 from builder_scripts.engine.manifest import read_manifest, reject
 from builder_scripts.engine.runner import Outcome, StageSummary, run_stage
+from emovid_datasets.media import MediaError, Mp4Writer, open_input
 
 STAGE = "segment"
 VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".flv",

@@ -22,11 +22,10 @@ from typing import Any, Sequence, Union
 
 import numpy as np
 
-from emovid_datasets.atomic import atomic_write_text
-from emovid_datasets.taxonomy import EMOTIONS, SOURCES, emotion_prompt
-
 from builder_scripts.engine.manifest import reject, write_manifest, write_rejects
 from builder_scripts.engine.runner import load_inputs
+from emovid_datasets.atomic import atomic_write_text
+from emovid_datasets.taxonomy import EMOTIONS, SOURCES, emotion_prompt
 
 log = logging.getLogger("emovid.build")
 STAGE = "splits"

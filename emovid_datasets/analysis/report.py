@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from ..atomic import atomic_write_text
 from ..media import MediaError
 from ..schema import MEDIA_COLUMNS
-from ..stats import decoded_rows, composition
+from ..stats import composition, decoded_rows
 from ..taxonomy import EMOTIONS, SOURCES, arousal_of, valence_of
 from .colour import ATTRIBUTES, colour_analysis
 from .phrases import phrases_by_emotion

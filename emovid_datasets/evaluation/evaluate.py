@@ -34,8 +34,7 @@ from ..stats import decoded_rows, mean_of_present
 from ..taxonomy import EMOTIONS, SOURCES, emotion_prompt, emotion_sentence
 from .evaluator import REFERENCE_NAME
 from .extractors import ClipEncoder, OrderedClassifier, VideoFeatures
-from .metrics import (SmallSampleWarning, argmax_emotions, clip_score, ea_scores, flicker, frechet_distance,
-                      sd_score)
+from .metrics import SmallSampleWarning, argmax_emotions, clip_score, ea_scores, flicker, frechet_distance, sd_score
 from .options import CLIP_TEXT_RULES, SD_REFERENCES, TASKS
 
 log = logging.getLogger(__name__)

@@ -27,8 +27,15 @@ from emovid_datasets.taxonomy import valence_of
 from .decoding import Window, decode_window, require_torchcodec, torchcodec_window
 from .prompts import check_prompt, format_prompt
 from .resize import RESIZE_MODES, ResizePlan, Size, check_buckets, nearest_bucket, plan_resize
-from .sampling import (SHORT_CLIP_POLICIES, WINDOWS, check_choice, check_num_frames, fill_short, target_times,
-                       window_offset)
+from .sampling import (
+    SHORT_CLIP_POLICIES,
+    WINDOWS,
+    check_choice,
+    check_num_frames,
+    fill_short,
+    target_times,
+    window_offset,
+)
 
 log = logging.getLogger("emovid.torch")
 

@@ -44,10 +44,14 @@ def tiny_tokenizer() -> Any:
 
 def build_tiny(task: str = "t2v", *, seed: int = TINY_SEED) -> WanPipelines:
     """The real Wan2.1 pipeline classes with tiny configs and seeded random weights (diffusers' test sizes)."""
-    from diffusers import (AutoencoderKLWan, FlowMatchEulerDiscreteScheduler, WanImageToVideoPipeline,
-                           WanPipeline, WanTransformer3DModel)
-    from transformers import (CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModel, UMT5Config,
-                              UMT5EncoderModel)
+    from diffusers import (
+        AutoencoderKLWan,
+        FlowMatchEulerDiscreteScheduler,
+        WanImageToVideoPipeline,
+        WanPipeline,
+        WanTransformer3DModel,
+    )
+    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModel, UMT5Config, UMT5EncoderModel
 
     check_task(task)
     i2v = task == "i2v"
