@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from builder_scripts.engine.manifest import reject, write_manifest, write_rejects
 from builder_scripts.engine.runner import Outcome, StageSummary, load_inputs, run_batched_stage
@@ -140,23 +139,16 @@ def import_votes(rows: Sequence[dict[str, Any]], vote_files: Sequence[Union[str,
 def train_feature_labeller(rows: Sequence[dict[str, Any]], *, holdout: float = 0.25, seed: int = 0,
                            progress: bool = True) -> Any:
     """A `FeatureClassifier` trained on the human-labelled rows (clips that cannot be read are skipped)."""
-    from emovid_datasets.labelling import FeatureClassifier, clip_features
-    from emovid_datasets.media import MediaError
+    from emovid_datasets.labelling import FeatureClassifier
+    from emovid_datasets.labelling.features import readable_features
 
-    features, kept = [], []
-    human = [r for r in rows if _is_human(r)]
-    for row in tqdm(human, desc="labeller features", unit="clip", disable=not progress):
-        try:
-            features.append(clip_features(row["video_path"]))
-        except (MediaError, OSError) as exc:
-            log.warning("annotate predict: %s left out of training: %s", row["clip_id"], exc)
-            continue
-        kept.append(row)
+    kept, features = readable_features([r for r in rows if _is_human(r)], what="labeller training",
+                                       progress=progress)
     if not kept:
         raise ValueError("no readable human-labelled clips to train the labeller on; run `annotate import` first")
     labels = [r["emotion"] for r in kept]
     labeller = FeatureClassifier(seed=seed)
-    metrics = labeller.fit_features(np.stack(features), labels, holdout=holdout, rows=kept)
+    metrics = labeller.fit_features(features, labels, holdout=holdout, rows=kept)
     if metrics["heldout_accuracy"] is None:
         log.warning("annotate predict: too few human labels per emotion for a held-out accuracy (%s)",
                     metrics["class_counts"])

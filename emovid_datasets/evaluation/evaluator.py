@@ -16,11 +16,8 @@ import shutil
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
-import numpy as np
-from tqdm.auto import tqdm
-
 from ..atomic import atomic_write_text
-from ..media import MediaError
+from ..labelling.features import readable_features
 from ..records import read_json_file
 from .metrics import argmax_emotions, ea_scores
 
@@ -33,20 +30,6 @@ REFERENCE_NAME = "real benchmark videos (evaluator ceiling)"
 
 class LeakingClassifierError(ValueError):
     """An EA classifier that learned from benchmark clips: its EA would be inflated."""
-
-
-def _features(rows: Sequence[Mapping[str, Any]], desc: str, progress: bool) -> tuple[list[Mapping[str, Any]], np.ndarray]:
-    from ..labelling.features import clip_features
-
-    kept, features = [], []
-    for row in tqdm(rows, desc=desc, unit="clip", disable=not progress):
-        try:
-            features.append(clip_features(row["video_path"]))
-        except (MediaError, OSError) as exc:
-            log.warning("evaluator: %s left out: %s", row["clip_id"], exc)
-            continue
-        kept.append(row)
-    return kept, (np.stack(features) if features else np.zeros((0, 0)))
 
 
 def train_evaluator(rows: Sequence[Mapping[str, Any]], out_dir: str | os.PathLike, *, seed: int = 0,
@@ -65,14 +48,14 @@ def train_evaluator(rows: Sequence[Mapping[str, Any]], out_dir: str | os.PathLik
     if len({r["emotion"] for r in train}) < 2:
         log.warning("evaluator: fewer than two emotions among the human-labelled train clips; no EA evaluator built")
         return None
-    train, x_train = _features(train, "evaluator features", progress)
+    train, x_train = readable_features(train, what="evaluator training", progress=progress)
     leaked = {str(r["clip_id"]) for r in train} & {str(r["clip_id"]) for r in bench}
     if leaked:  # splits guarantee this never happens; a broken manifest must not produce a leaking evaluator
         raise LeakingClassifierError(f"evaluator: {len(leaked)} clip(s) are in both splits, e.g. {min(leaked)}")
     model = FeatureClassifier(seed=seed)
     model.fit_features(x_train, [r["emotion"] for r in train], rows=train)
     model.save(out_dir / EVALUATOR_MODEL)
-    bench, x_bench = _features(bench, "evaluator on benchmark", progress)
+    bench, x_bench = readable_features(bench, what="evaluator benchmark scores", progress=progress)
     reference = None
     if bench:
         predicted = argmax_emotions(model.proba_from_features(x_bench))

@@ -7,6 +7,7 @@ at a small size, so a feature vector costs a fraction of a second even for a lon
 from __future__ import annotations
 
 import logging
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -71,3 +72,20 @@ def clip_features(video: MediaSource, *, num_frames: int = 8, size: tuple[int, i
     values = {**colour_features(frames), **motion_features(frames), **audio_features(video),
               "duration": float(info.duration)}
     return np.array([values[name] for name in FEATURE_NAMES], dtype=np.float32)
+
+
+def readable_features(rows: Sequence[Mapping[str, Any]], *, what: str, progress: bool = True
+                      ) -> tuple[list[Mapping[str, Any]], np.ndarray]:
+    """(the rows whose ``video_path`` could be read, their `clip_features` stacked); each unreadable clip is
+    logged as left out of ``what`` and skipped."""
+    from tqdm.auto import tqdm
+
+    kept, features = [], []
+    for row in tqdm(rows, desc=f"{what} features", unit="clip", disable=not progress):
+        try:
+            features.append(clip_features(row["video_path"]))
+        except (MediaError, OSError) as exc:
+            log.warning("%s left out of %s: %s", row["clip_id"], what, exc)
+            continue
+        kept.append(row)
+    return kept, (np.stack(features) if features else np.zeros((0, len(FEATURE_NAMES)), dtype=np.float32))
