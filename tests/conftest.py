@@ -51,3 +51,16 @@ def torchcodec_decoding() -> None:
         require_torchcodec()
     except ImportError as exc:
         pytest.skip(str(exc).splitlines()[0][:200])
+
+
+@pytest.fixture(scope="module")
+def local_ray(tmp_path_factory):
+    """A local Ray instance with 2 CPUs, one (fake) GPU and a custom ``fake_gpu`` resource, for engine tests."""
+    ray = pytest.importorskip("ray")
+    # Ray's workers import the stages' functions by module name, as pytest imports the test modules.
+    path = os.pathsep.join([str(Path(__file__).parent), str(Path(__file__).parents[1])])
+    ray.init(num_cpus=2, num_gpus=1, resources={"fake_gpu": 2}, include_dashboard=False,
+             _temp_dir=str(tmp_path_factory.mktemp("ray")), logging_level="WARNING",
+             runtime_env={"env_vars": {"PYTHONPATH": path}})
+    yield ray
+    ray.shutdown()

@@ -209,3 +209,51 @@ def test_analyze_the_demo(demo, tmp_path):
     parser.feed((tmp_path / "report.html").read_text())
     assert sum(s.startswith("data:image/png;base64,") for s in parser.sources) >= 4  # the plots
     assert sum(s.startswith("data:image/gif;base64,") for s in parser.sources) >= 8  # the gallery
+
+
+def _comparable(value, root):
+    """A manifest value with the demo folder's path taken out (floats rounded: model scores are per process)."""
+    if isinstance(value, str):
+        return value.replace(str(root), "<demo>")
+    if isinstance(value, float):
+        return round(value, 4)
+    if isinstance(value, list):
+        return [_comparable(v, root) for v in value]
+    return value
+
+
+def test_the_demo_on_ray_equals_the_local_build(demo, local_ray, tmp_path):
+    ray_demo = tmp_path / "ray-demo"
+    run_demo(ray_demo, seed=3, workers=2, size=SMALL, progress=False, overrides={**SMALL_CONFIG, "engine": "ray"})
+    for stage in ("sources/animation", "sources/sticker", "segment/movie", "attributes", "annotate/labels",
+                  "captions", "splits"):
+        ours, theirs = (sorted(read_manifest(root / "work" / stage), key=lambda r: r["clip_id"])
+                        for root in (demo, ray_demo))
+        assert [{k: _comparable(v, ray_demo) for k, v in r.items()} for r in theirs] == [
+            {k: _comparable(v, demo) for k, v in r.items()} for r in ours], stage
+    clips = sorted(p.relative_to(demo) for p in (demo / "work").rglob("*") if p.suffix in (".mp4", ".gif"))
+    assert clips and clips == sorted(p.relative_to(ray_demo) for p in (ray_demo / "work").rglob("*")
+                                     if p.suffix in (".mp4", ".gif"))
+    differ = [str(c) for c in clips if (demo / c).read_bytes() != (ray_demo / c).read_bytes()]
+    assert not differ, f"{len(differ)} of {len(clips)} clips differ: {differ[:3]}"
+
+
+@pytest.mark.parametrize("typo, message", [
+    ({"enigne": "ray"}, r"pipeline config: unknown key\(s\) \['enigne'\]"),
+    ({"splits": {"per_cel": 1}}, r"splits: unknown key\(s\) \['per_cel'\]; expected some of per_cell"),
+    ({"build": {"min_shard": 2}}, r"build: unknown key\(s\) \['min_shard'\]"),
+    ({"sources": {"movie": {"import": {"src": "raw"}, "segment": {"min_second": 2}}}},
+     r"sources.movie.segment: unknown key\(s\) \['min_second'\]"),
+    ({"sources": {"movie": {"import": {"src": "raw", "max_size": 9}}}},
+     r"sources.movie.import: unknown key\(s\) \['max_size'\]"),
+    ({"sources": {"animation": {"import": {"src": "raw"}}, "sticker": {"crawl": {"per_emotions": 3}}}},
+     r"sources.sticker.crawl: unknown key\(s\) \['per_emotions'\]"),
+    ({"engine": "spark"}, "engine must be one of local, ray"),
+])
+def test_an_unknown_config_key_fails_with_its_name_before_any_stage_runs(tmp_path, typo, message):
+    from builder_scripts.engine.pipeline import Pipeline
+
+    config = {"sources": {"animation": {"import": {"src": "raw"}}}, "work_dir": "work", **typo}
+    with pytest.raises(ValueError, match=message):
+        Pipeline(config, tmp_path, progress=False).run()
+    assert not (tmp_path / "work").exists()

@@ -5,7 +5,8 @@ import json
 import pytest
 
 from builder_scripts.engine.manifest import read_manifest, read_rejects, write_manifest
-from builder_scripts.engine.runner import Outcome, run_stage
+from builder_scripts.engine.runner import run_stage
+from builder_scripts.engine.stage import FunctionStage, Outcome
 
 
 def double(item):
@@ -19,7 +20,7 @@ ITEMS = [{"clip_id": f"c{i}", "n": i} for i in range(6)] + [{"clip_id": "bad", "
 
 
 def test_rows_rejects_and_summary(tmp_path):
-    summary = run_stage("double", ITEMS, double, tmp_path, progress=False)
+    summary = run_stage(FunctionStage("double", double), ITEMS, tmp_path, progress=False)
     rows = read_manifest(tmp_path)
     assert len(rows) == 12 and {r["input_id"] for r in rows} == {f"c{i}" for i in range(6)}
     rejects = read_rejects(tmp_path)
@@ -30,32 +31,32 @@ def test_rows_rejects_and_summary(tmp_path):
 
 
 def test_rerun_skips_done_items_and_never_duplicates(tmp_path):
-    run_stage("double", ITEMS[:3], double, tmp_path, progress=False)
+    run_stage(FunctionStage("double", double), ITEMS[:3], tmp_path, progress=False)
     calls = []
 
     def counting(item):
         calls.append(item["clip_id"])
         return double(item)
 
-    summary = run_stage("double", ITEMS, counting, tmp_path, progress=False)
+    summary = run_stage(FunctionStage("double", counting), ITEMS, tmp_path, progress=False)
     assert sorted(calls) == ["bad", "c3", "c4", "c5"]
     assert summary.skipped == 3
     ids = [r["clip_id"] for r in read_manifest(tmp_path)]
     assert len(ids) == len(set(ids)) == 12
-    run_stage("double", ITEMS, counting, tmp_path, progress=False)
+    run_stage(FunctionStage("double", counting), ITEMS, tmp_path, progress=False)
     assert len(calls) == 4  # a third run has nothing left to do
     assert len(read_rejects(tmp_path)) == 7
 
 
 def test_retry_rejects_runs_failed_inputs_again(tmp_path):
-    run_stage("double", ITEMS, double, tmp_path, progress=False)
+    run_stage(FunctionStage("double", double), ITEMS, tmp_path, progress=False)
     calls = []
 
     def fixed(item):  # the cause of the failure has been repaired
         calls.append(item["clip_id"])
         return double(dict(item, clip_id="fixed")) if item["clip_id"] == "bad" else double(item)
 
-    run_stage("double", ITEMS, fixed, tmp_path, retry_rejects=True, progress=False)
+    run_stage(FunctionStage("double", fixed), ITEMS, tmp_path, retry_rejects=True, progress=False)
     assert calls == ["bad"]
     assert not [r for r in read_rejects(tmp_path) if r["reason"].startswith("ValueError")]
     assert {r["input_id"] for r in read_manifest(tmp_path)} == {f"c{i}" for i in range(6)} | {"bad"}
@@ -63,14 +64,14 @@ def test_retry_rejects_runs_failed_inputs_again(tmp_path):
 
 
 def test_parallel_workers_give_the_same_manifest(tmp_path):
-    run_stage("double", ITEMS, double, tmp_path / "one", progress=False)
-    run_stage("double", ITEMS, double, tmp_path / "two", workers=2, progress=False)
+    run_stage(FunctionStage("double", double), ITEMS, tmp_path / "one", progress=False)
+    run_stage(FunctionStage("double", double), ITEMS, tmp_path / "two", workers=2, progress=False)
     assert read_manifest(tmp_path / "one") == read_manifest(tmp_path / "two")
 
 
 def test_duplicate_inputs_are_refused(tmp_path):
     with pytest.raises(ValueError, match="duplicate"):
-        run_stage("double", ITEMS + ITEMS[:1], double, tmp_path, progress=False)
+        run_stage(FunctionStage("double", double), ITEMS + ITEMS[:1], tmp_path, progress=False)
 
 
 def test_manifest_requires_clip_id(tmp_path):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import csv
 import logging
+import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,8 +21,10 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from builder_scripts.demo import media as demo_media
+from builder_scripts.engine.executors import EngineSettings, add_engine_arguments
 from builder_scripts.engine.manifest import write_rows
 from emovid_datasets.atomic import atomic_path
+from emovid_datasets.options import given_options
 from emovid_datasets.taxonomy import EMOTIONS, STICKER_QUERIES
 
 log = logging.getLogger("emovid.build")
@@ -103,7 +106,8 @@ def generate_raw(raw_dir: Union[str, Path], *, seed: int = 0, size: DemoSize = D
     write_rows(raw / "truth.parquet", truth)
     # Films first: they are the longest jobs, so both workers stay busy.
     jobs.sort(key=lambda j: j["kind"] != "film")
-    with ProcessPoolExecutor(max_workers=max(1, workers)) as pool:
+    # spawn, not fork: forking a process that runs a Ray driver (the demo on --engine ray) crashes the child.
+    with ProcessPoolExecutor(max_workers=max(1, workers), mp_context=multiprocessing.get_context("spawn")) as pool:
         for _ in tqdm(pool.map(_render, jobs), total=len(jobs), desc="demo media", unit="file", disable=not progress):
             pass
     log.info("demo: generated %d raw files under %s", len(jobs), raw)
@@ -116,10 +120,11 @@ def demo_config() -> Path:
 
 
 def run_demo(out_dir: Union[str, Path], *, seed: int = 0, workers: int = 2, size: DemoSize = DemoSize(),
-             progress: bool = True, overrides: Optional[dict[str, dict[str, Any]]] = None) -> Path:
+             progress: bool = True, overrides: Optional[dict[str, Any]] = None) -> Path:
     """Generate the raw material into OUT/raw and run the demo pipeline; returns OUT/dataset.
 
-    ``overrides`` update sections of the demo config (e.g. ``{"splits": {"per_cell": 1}}`` for a smaller demo).
+    ``overrides`` update the demo config: a mapping updates its section (``{"splits": {"per_cell": 1}}`` for
+    a smaller demo), any other value replaces the key (``{"engine": "ray"}``).
     """
     from builder_scripts.engine.pipeline import Pipeline, load_config
 
@@ -129,8 +134,8 @@ def run_demo(out_dir: Union[str, Path], *, seed: int = 0, workers: int = 2, size
     generate_raw(out / "raw", seed=seed, size=size, workers=workers, progress=progress)
     config = load_config(demo_config())
     config.update(seed=seed, workers=workers)
-    for section, values in (overrides or {}).items():
-        config[section] = {**config.get(section, {}), **values}
+    for key, value in (overrides or {}).items():
+        config[key] = {**config.get(key, {}), **value} if isinstance(value, dict) else value
     dataset = Pipeline(config, out, progress=progress, vote_source=simulated_votes).run()
     assert dataset is not None  # the demo's annotators are simulated, so it never waits for votes
     log.info("demo: dataset ready in %s; load it with emovid_datasets.load_emovid(%r)", dataset, str(dataset))
@@ -143,4 +148,6 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("out_dir", help="demo folder: raw material in raw/, stage folders in work/, the dataset in dataset/")
     p.add_argument("--seed", type=int, default=0, help="the demo is deterministic given the seed")
     p.add_argument("--workers", type=int, default=2, help="parallel processes")
-    p.set_defaults(func=lambda a: run_demo(a.out_dir, seed=a.seed, workers=a.workers) and 0)
+    add_engine_arguments(p)
+    p.set_defaults(func=lambda a: run_demo(a.out_dir, seed=a.seed, workers=a.workers,
+                                           overrides=given_options(EngineSettings, a)) and 0)

@@ -12,6 +12,8 @@ where it stopped. Relative paths in the config are relative to the config file's
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import functools
 import glob
 import logging
 import os
@@ -21,10 +23,17 @@ from typing import Any, Callable, Optional, Union
 
 import yaml
 
+from builder_scripts.engine.executors import EngineSettings, add_engine_arguments, use_engine
 from builder_scripts.engine.manifest import read_manifest
+from emovid_datasets.options import given_options, options_from
 from emovid_datasets.taxonomy import SOURCES
 
 log = logging.getLogger("emovid.build")
+
+
+# Top-level keys of a pipeline config (each section's own keys are checked where it is read).
+CONFIG_KEYS = ("sources", "work_dir", "dataset_dir", "workers", "seed", "engine", "ray_address", "annotate",
+               "captions", "splits", "build", "push")
 
 
 class WaitingForVotes(RuntimeError):
@@ -77,12 +86,40 @@ def story_order(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [dict(r, sequence_index=ordered.get(r["clip_id"])) for r in rows]
 
 
+def check_source(source: str, spec: dict[str, Any]) -> None:
+    """Check a ``sources.<name>`` section's keys (one of import, crawl, fetch; optional segment)."""
+    from builder_scripts.stages.segment import SegmentOptions
+
+    where = f"sources.{source}"
+    unknown = sorted(set(spec) - {"import", "crawl", "fetch", "segment"})
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {unknown}; expected one of import, crawl or fetch, and segment")
+    if "segment" in spec:
+        options_from(SegmentOptions, spec["segment"], f"{where}.segment")
+    if "import" in spec:
+        from builder_scripts.sources.import_animation import ImportOptions
+
+        options_from(ImportOptions, spec["import"], f"{where}.import")
+    elif "fetch" in spec:
+        from builder_scripts.sources.fetch_movies import FetchOptions
+
+        options_from(FetchOptions, spec["fetch"], f"{where}.fetch")
+    elif "crawl" in spec:
+        from builder_scripts.sources.crawl_stickers import check_crawl_options
+
+        check_crawl_options(spec["crawl"], f"{where}.crawl")
+
+
 class Pipeline:
     """Runs the configured stages; each ``run_*`` method reads and writes stage folders."""
 
     def __init__(self, config: dict[str, Any], base_dir: Union[str, Path], *, progress: bool = True,
                  vote_source: Optional[VoteSource] = None) -> None:
+        unknown = sorted(set(config) - set(CONFIG_KEYS))
+        if unknown:
+            raise ValueError(f"pipeline config: unknown key(s) {unknown}; expected some of {', '.join(CONFIG_KEYS)}")
         self.config, self.base = config, Path(base_dir)
+        self.engine = EngineSettings(engine=config.get("engine", "local"), ray_address=config.get("ray_address"))
         self.vote_source = vote_source
         self.work = self.path(config.get("work_dir", "work"))
         self.workers = int(config.get("workers", 1))
@@ -103,35 +140,34 @@ class Pipeline:
     def run_source(self, source: str, spec: dict[str, Any]) -> list[dict[str, Any]]:
         """Import, crawl or fetch one source; films then go through `segment`."""
         out = self.work / "sources" / source
+        where = f"sources.{source}"
         if "import" in spec:
-            from builder_scripts.sources.import_animation import run_import
+            from builder_scripts.sources.import_animation import ImportOptions, run_import
 
-            opts = spec["import"]
-            run_import(self.path(opts["src"]), out, source=source, workers=self.workers, progress=self.progress,
-                       metadata=self.path(opts["metadata"]) if opts.get("metadata") else None,
-                       max_side=opts.get("max_side"))
+            opts = options_from(ImportOptions, spec["import"], f"{where}.import")
+            run_import(self.path(opts.src), out, source=source, workers=self.workers, progress=self.progress,
+                       metadata=self.path(opts.metadata) if opts.metadata else None, max_side=opts.max_side)
         elif "crawl" in spec:
-            from builder_scripts.sources.crawl_stickers import crawl_from_env
+            from builder_scripts.sources.crawl_stickers import check_crawl_options, crawl_from_env
 
-            crawl_from_env(out, workers=self.workers, progress=self.progress, **spec["crawl"])
+            crawl_from_env(out, workers=self.workers, progress=self.progress,
+                           **check_crawl_options(spec["crawl"], f"{where}.crawl"))
         elif "fetch" in spec:
-            from builder_scripts.sources.fetch_movies import run_fetch_movies
+            from builder_scripts.sources.fetch_movies import FetchOptions, run_fetch_movies
 
-            opts = spec["fetch"]
-            run_fetch_movies(self.path(opts["metadata"]), out, workers=self.workers, progress=self.progress,
-                             from_dir=self.path(opts["from_dir"]) if opts.get("from_dir") else None,
-                             limit=opts.get("limit"), max_side=opts.get("max_side"))
+            opts = options_from(FetchOptions, spec["fetch"], f"{where}.fetch")
+            run_fetch_movies(self.path(opts.metadata), out, workers=self.workers, progress=self.progress,
+                             from_dir=self.path(opts.from_dir) if opts.from_dir else None, limit=opts.limit,
+                             max_side=opts.max_side)
         else:
-            raise ValueError(f"source {source}: give one of import, crawl or fetch")
+            raise ValueError(f"{where}: give one of import, crawl or fetch")
         rows = read_manifest(out)
         if "segment" in spec:
-            from builder_scripts.stages.segment import run_segment
+            from builder_scripts.stages.segment import SegmentOptions, run_segment
 
             seg = self.work / "segment" / source
-            opts = spec["segment"] or {}
-            run_segment(rows, seg, min_seconds=float(opts.get("min_seconds", 4.0)),
-                        max_seconds=float(opts.get("max_seconds", 30.0)), workers=self.workers,
-                        progress=self.progress)
+            opts = options_from(SegmentOptions, spec["segment"], f"{where}.segment")
+            run_segment(rows, seg, **dataclasses.asdict(opts), workers=self.workers, progress=self.progress)
             rows = story_order(read_manifest(seg))
         return [dict(r, source=source) for r in rows]
 
@@ -175,7 +211,7 @@ class Pipeline:
                              which=spec.get("sample", "unlabelled"))
         import_votes(rows, self._votes(spec, tasks, rows, "tasks", 1), base / "human")
         labeller = self.labeller_folder()
-        model = None
+        load = None
         if labeller is not None:
             from emovid_datasets.labelling.finetune import METADATA_FILE, settings_from
             from emovid_datasets.labelling.saved import load_labeller
@@ -185,8 +221,8 @@ class Pipeline:
             settings = settings_from({"seed": self.seed, **options})
             if not (labeller / METADATA_FILE).is_file():  # fine-tuned once; labeller.json is written last
                 finetune(read_manifest(base / "human"), labeller, vlm, settings, progress=self.progress)
-            model = load_labeller(labeller, device=settings.device)
-        predict_labels(read_manifest(base / "human"), base / "labels", labeller=model, seed=self.seed,
+            load = functools.partial(load_labeller, labeller, device=settings.device)
+        predict_labels(read_manifest(base / "human"), base / "labels", load=load, seed=self.seed,
                        progress=self.progress)
         labels = read_manifest(base / "labels")
         validation = spec.get("validation")
@@ -209,12 +245,25 @@ class Pipeline:
 
     # -- the chain -------------------------------------------------------------------------------
     def run(self) -> Optional[Path]:
-        """Run every stage; returns the dataset folder (None when waiting for human votes)."""
-        from builder_scripts.publish.build import build_dataset
+        """Run every stage on the config's engine; returns the dataset folder (None when waiting for votes)."""
+        with use_engine(self.engine):
+            return self._run()
+
+    def _run(self) -> Optional[Path]:
+        from builder_scripts.publish.build import BuildOptions, build_dataset
+        from builder_scripts.publish.push import PushOptions
         from builder_scripts.stages.annotate import LABELLER_FILE
         from builder_scripts.stages.attributes import run_attributes
-        from builder_scripts.stages.captions import run_captions
-        from builder_scripts.stages.splits import write_splits
+        from builder_scripts.stages.captions import CaptionOptions, run_captions
+        from builder_scripts.stages.splits import SplitsOptions, write_splits
+
+        # Every section is checked before the first stage runs, so a typo fails now, not hours later.
+        for source, spec in self.config["sources"].items():
+            check_source(source, spec)
+        captions = options_from(CaptionOptions, self.config.get("captions"), "captions")
+        splits = options_from(SplitsOptions, self.config.get("splits"), "splits")
+        build = options_from(BuildOptions, self.config.get("build"), "build")
+        push = options_from(PushOptions, self.config.get("push"), "push")
 
         clips: list[dict[str, Any]] = []
         for source, spec in self.config["sources"].items():
@@ -225,35 +274,27 @@ class Pipeline:
         except WaitingForVotes as wait:
             log.warning("run: stopped before labelling: %s", wait)
             return None
-        captions = self.config.get("captions", {})
-        run_captions(labels, self.work / "captions", batch_size=int(captions.get("batch_size", 8)),
-                     progress=self.progress)
-        splits = self.config.get("splits", {})
+        run_captions(labels, self.work / "captions", batch_size=captions.batch_size, progress=self.progress)
         write_splits(read_manifest(self.work / "captions"), self.work / "splits", seed=self.seed,
-                     per_cell=int(splits.get("per_cell", 10)), paper_mix=bool(splits.get("paper_mix", False)),
-                     max_cell_fraction=float(splits.get("max_cell_fraction", 1.0)))
-        build = self.config.get("build", {})
+                     **dataclasses.asdict(splits))
         dataset = self.path(self.config.get("dataset_dir", "dataset"))
         labeller = self.labeller_folder() or self.work / "annotate" / "labels" / LABELLER_FILE
         agreement = self.work / "annotate" / "validation" / "agreement.json"
-        build_dataset(self.work / "splits", dataset, max_shard_size=build.get("max_shard_size", "500MB"),
-                      min_shards=int(build.get("min_shards", 8)), pretty_name=build.get("pretty_name", "EmoVid"),
+        build_dataset(self.work / "splits", dataset, **dataclasses.asdict(build),
                       labeller=labeller if labeller.exists() else None,
                       validation_report=agreement if agreement.is_file() else None, seed=self.seed,
                       progress=self.progress)
-        push = self.config.get("push") or {}
-        if push.get("repo_id"):
+        if push.repo_id:
             from builder_scripts.publish.push import push_dataset
 
-            push_dataset(dataset, push["repo_id"], private=bool(push.get("private", False)),
-                         revision=push.get("revision"))
+            push_dataset(dataset, push.repo_id, private=push.private, revision=push.revision)
         return dataset
 
 
 def run_pipeline(config_path: Union[str, Path], *, base_dir: Optional[Union[str, Path]] = None,
-                 progress: bool = True) -> Optional[Path]:
-    """Run the chain described by ``config_path``; returns the dataset folder."""
-    config = load_config(config_path)
+                 progress: bool = True, overrides: Optional[dict[str, Any]] = None) -> Optional[Path]:
+    """Run the chain described by ``config_path`` (top-level keys in ``overrides`` win); returns the dataset."""
+    config = {**load_config(config_path), **(overrides or {})}
     return Pipeline(config, base_dir or Path(config_path).resolve().parent, progress=progress).run()
 
 
@@ -263,4 +304,6 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--config", required=True, help="pipeline config YAML")
     p.add_argument("--base-dir", help="folder that relative paths in the config are relative to "
                                       "(default: the config file's folder)")
-    p.set_defaults(func=lambda a: 0 if run_pipeline(a.config, base_dir=a.base_dir) else 3)
+    add_engine_arguments(p, fallback="the config's")
+    p.set_defaults(func=lambda a: 0 if run_pipeline(a.config, base_dir=a.base_dir,
+                                                    overrides=given_options(EngineSettings, a)) else 3)

@@ -1,9 +1,10 @@
 """Run one pipeline stage over its inputs: resumable, parallel, with progress and a summary.
 
-A stage is a function ``work(item) -> Outcome`` applied to each input item. The runner
-skips inputs whose results are already in ``OUT/manifest.parquet`` or ``OUT/rejects.parquet``,
-checkpoints both files atomically as results arrive (so a killed run loses at most the items
-in flight), turns an exception into a reject with its reason, and never duplicates rows.
+A stage (`engine.stage.Stage`) turns each input item into an `Outcome`; an executor
+(`engine.executors`) runs it here or on Ray. The runner skips inputs whose results are already
+in ``OUT/manifest.parquet`` or ``OUT/rejects.parquet``, checkpoints both files atomically as
+results arrive (so a killed run loses at most the items in flight), turns an exception into a
+reject with its reason, and never duplicates rows.
 """
 
 from __future__ import annotations
@@ -11,27 +12,19 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import multiprocessing
 import time
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence, Union
+from typing import Any, Callable, Iterable, Optional, Sequence, Union
 
 from tqdm.auto import tqdm
 
-from builder_scripts.engine.manifest import read_manifest, read_rejects, reject, write_manifest, write_rejects
+from builder_scripts.engine.executors import Executor, current_executor
+from builder_scripts.engine.manifest import read_manifest, read_rejects, write_manifest, write_rejects
+from builder_scripts.engine.stage import BatchStage, Outcome, Stage
 from emovid_datasets.atomic import atomic_write_text, remove_leftovers
 
 log = logging.getLogger("emovid.build")
-
-
-@dataclass
-class Outcome:
-    """What one input produced: manifest rows and rejects (e.g. shots dropped for length)."""
-
-    rows: list[dict[str, Any]] = field(default_factory=list)
-    rejects: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -51,29 +44,9 @@ class StageSummary:
                 f"{self.rejected} rejected, {self.rows} rows in manifest, {self.seconds:.1f}s")
 
 
-def _call(work: Callable[[dict], Any], item: dict, item_id: str, stage: str) -> tuple[str, Outcome]:
-    try:
-        result = work(item)
-    except Exception as exc:  # noqa: BLE001 - every failure becomes a recorded reject
-        reason = f"{type(exc).__name__}: {exc}"
-        return item_id, Outcome(rejects=[reject(stage, reason, input_id=item_id, clip_id=item.get("clip_id"),
-                                                origin=item.get("origin"))])
-    if isinstance(result, dict):
-        result = Outcome(rows=[result])
-    elif isinstance(result, list):
-        result = Outcome(rows=result)
-    for row in result.rows:
-        row["input_id"] = item_id
-    for row in result.rejects:
-        row["input_id"] = row.get("input_id") or item_id
-        row["stage"] = row.get("stage") or stage
-    return item_id, result
-
-
 def run_stage(
-    stage: str,
+    stage: Stage,
     inputs: Sequence[dict[str, Any]],
-    work: Callable[[dict[str, Any]], Union[Outcome, list, dict]],
     out_dir: Union[str, Path],
     *,
     input_key: Union[str, Callable[[dict], str]] = "clip_id",
@@ -81,12 +54,18 @@ def run_stage(
     checkpoint_every: int = 16,
     retry_rejects: bool = False,
     progress: bool = True,
+    executor: Optional[Executor] = None,
 ) -> StageSummary:
-    """Apply ``work`` to every input not yet done and maintain ``out_dir``'s manifest and rejects."""
+    """Run ``stage`` on every input not yet done and maintain ``out_dir``'s manifest and rejects.
+
+    ``executor`` defaults to the engine `use_engine` chose (the local one: ``workers`` processes).
+    """
+    executor = executor or current_executor()
+    name = stage.name
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if remove_leftovers(out_dir):
-        log.info("%s: removed unfinished files a killed run left in %s", stage, out_dir)
+        log.info("%s: removed unfinished files a killed run left in %s", name, out_dir)
     key_of = (lambda item: str(item[input_key])) if isinstance(input_key, str) else input_key
     rows = {r["clip_id"]: r for r in read_manifest(out_dir)}
     produced = {r.get("input_id") for r in rows.values()}
@@ -96,7 +75,7 @@ def run_stage(
     done_ids = produced | {r.get("input_id") for r in rejects}
     ids = [key_of(item) for item in inputs]
     if len(set(ids)) != len(ids):
-        raise ValueError(f"{stage}: duplicate input ids")
+        raise ValueError(f"{name}: duplicate input ids")
     todo = [(i, item) for i, item in zip(ids, inputs) if i not in done_ids]
     started, rejected, finished = time.monotonic(), 0, 0
 
@@ -106,7 +85,7 @@ def run_stage(
             rows[row["clip_id"]] = row
         for bad in outcome.rejects:
             what = bad.get("clip_id") or bad.get("origin") or bad.get("input_id")
-            log.warning("%s: rejected %s: %s", stage, what, bad["reason"])
+            log.warning("%s: rejected %s: %s", name, what, bad["reason"])
         rejected += sum(1 for r in outcome.rejects if r.get("clip_id") is None or r["clip_id"] not in rows)
         rejects.extend(outcome.rejects)
 
@@ -114,31 +93,18 @@ def run_stage(
         write_manifest(out_dir, rows.values())
         write_rejects(out_dir, rejects)
 
-    bar = tqdm(total=len(todo), desc=stage, unit="item", disable=not progress)
+    bar = tqdm(total=len(todo), desc=name, unit="item", disable=not progress)
     try:
-        if workers <= 1 or len(todo) <= 1:
-            for item_id, item in todo:
-                absorb(_call(work, item, item_id, stage)[1])
-                finished += 1
-                bar.update()
-                if finished % checkpoint_every == 0:
-                    checkpoint()
-        else:
-            ctx = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-                pending = {pool.submit(_call, work, item, item_id, stage) for item_id, item in todo}
-                while pending:
-                    finished_now, pending = wait(pending, return_when=FIRST_COMPLETED)
-                    for future in finished_now:
-                        absorb(future.result()[1])
-                        finished += 1
-                        bar.update()
-                        if finished % checkpoint_every == 0:
-                            checkpoint()
+        for _, outcome in executor.map(stage, todo, workers=workers):
+            absorb(outcome)
+            finished += 1
+            bar.update()
+            if finished % checkpoint_every == 0:
+                checkpoint()
     finally:
         bar.close()
         checkpoint()
-    summary = StageSummary(stage, len(inputs), finished, len(inputs) - len(todo), rejected, len(rows),
+    summary = StageSummary(name, len(inputs), finished, len(inputs) - len(todo), rejected, len(rows),
                            time.monotonic() - started)
     atomic_write_text(out_dir / "stage.json", json.dumps(asdict(summary), indent=2))
     log.info(summary.line())
@@ -155,9 +121,8 @@ def load_inputs(paths: Iterable[Union[str, Path]]) -> list[dict[str, Any]]:
     return items
 
 
-def run_batched_stage(stage: str, rows: Sequence[dict[str, Any]],
-                      work_batch: Callable[[list[dict[str, Any]]], Outcome], out_dir: Union[str, Path], *,
-                      batch_size: int = 8, progress: bool = True) -> StageSummary:
+def run_batched_stage(stage: BatchStage, rows: Sequence[dict[str, Any]], out_dir: Union[str, Path], *,
+                      batch_size: int = 8, workers: int = 1, progress: bool = True) -> StageSummary:
     """`run_stage` over batches of clips: clips already in ``OUT``'s manifest or rejects are not batched again."""
     done = {r.get("clip_id") for r in read_manifest(out_dir)} | {r.get("clip_id") for r in read_rejects(out_dir)}
     todo = [r for r in rows if r["clip_id"] not in done]
@@ -166,10 +131,10 @@ def run_batched_stage(stage: str, rows: Sequence[dict[str, Any]],
         clips = todo[start:start + batch_size]
         digest = hashlib.sha1("\n".join(str(c["clip_id"]) for c in clips).encode()).hexdigest()[:12]
         batches.append({"batch_id": f"batch-{digest}", "clips": clips})
-    log.info("%s: %d of %d clips to do in %d batch(es) of up to %d (%d already done in %s)", stage, len(todo),
+    log.info("%s: %d of %d clips to do in %d batch(es) of up to %d (%d already done in %s)", stage.name, len(todo),
              len(rows), len(batches), batch_size, len(rows) - len(todo), out_dir)
-    summary = run_stage(stage, batches, lambda b: work_batch(b["clips"]), out_dir, input_key="batch_id",
-                        checkpoint_every=1, progress=progress)
+    summary = run_stage(stage, batches, out_dir, input_key="batch_id", workers=workers, checkpoint_every=1,
+                        progress=progress)
     # Report clips, not batches: a resumed run says how many clips were already done.
     summary = replace(summary, inputs=len(rows), done=len(todo), skipped=len(rows) - len(todo))
     atomic_write_text(Path(out_dir) / "stage.json", json.dumps(asdict(summary), indent=2))

@@ -11,6 +11,7 @@ import argparse
 import json
 import logging
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Union
 
@@ -21,21 +22,33 @@ from emovid_datasets.builder import read_table_file
 from emovid_datasets.evaluation.evaluator import EVALUATOR_DIR, train_evaluator
 from emovid_datasets.export import DEFAULT_MAX_SHARD_SIZE, DEFAULT_MIN_SHARDS, ExportResult, write_shards
 from emovid_datasets.labelling.labeller import LABELLER_DIR, VALIDATION_FILE
+from emovid_datasets.options import add_dataclass_arguments, given_options
 
 log = logging.getLogger("emovid.build")
 BUILD_DIR = "_build"
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """How the shards and the card are written (the config's ``build:`` keys and the command's options)."""
+
+    max_shard_size: str = field(default=DEFAULT_MAX_SHARD_SIZE, metadata={"help": "byte target per shard"})
+    min_shards: int = field(default=DEFAULT_MIN_SHARDS, metadata={
+        "help": "at least this many shards per split when there are enough clips"})
+    pretty_name: str = field(default="EmoVid", metadata={"help": "the dataset's name in its card"})
+    evaluator: bool = field(default=True, metadata={"help": "train the EA evaluator (DATASET_DIR/evaluator/)"})
 
 
 def build_dataset(
     manifest: Union[str, Path],
     out_dir: Union[str, Path],
     *,
-    max_shard_size: Union[int, str] = DEFAULT_MAX_SHARD_SIZE,
-    min_shards: int = DEFAULT_MIN_SHARDS,
-    pretty_name: str = "EmoVid",
+    max_shard_size: Union[int, str] = BuildOptions.max_shard_size,
+    min_shards: int = BuildOptions.min_shards,
+    pretty_name: str = BuildOptions.pretty_name,
     labeller: Optional[Union[str, Path]] = None,
     validation_report: Optional[Union[str, Path]] = None,
-    evaluator: bool = True,
+    evaluator: bool = BuildOptions.evaluator,
     seed: int = 0,
     progress: bool = True,
 ) -> ExportResult:
@@ -91,17 +104,12 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("build", help="build Parquet shards and the dataset card from a build manifest")
     p.add_argument("manifest", help="build manifest (.parquet/.csv/.jsonl) or a stage folder holding manifest.parquet")
     p.add_argument("--out", required=True, help="dataset folder to write")
-    p.add_argument("--max-shard-size", default=DEFAULT_MAX_SHARD_SIZE, help="byte target per shard (default 500MB)")
-    p.add_argument("--min-shards", type=int, default=DEFAULT_MIN_SHARDS,
-                   help="at least this many shards per split when there are enough clips (default 8)")
+    add_dataclass_arguments(p, BuildOptions)
     p.add_argument("--labeller", help=f"the build's label model (a folder from `annotate finetune`, or labeller.skops "
                                       f"from `annotate predict`), copied to DATASET_DIR/{LABELLER_DIR}/")
     p.add_argument("--validation-report", help="agreement.json of the 1%% validation set (`annotate report`), shown "
                                                "in the card")
-    p.add_argument("--no-evaluator", dest="evaluator", action="store_false",
-                   help=f"do not train the EA evaluator (DATASET_DIR/{EVALUATOR_DIR}/)")
     p.add_argument("--seed", type=int, default=0, help="seed of the evaluator's held-out split")
-    p.set_defaults(func=lambda a: build_dataset(a.manifest, a.out, max_shard_size=a.max_shard_size,
-                                                min_shards=a.min_shards, labeller=a.labeller,
-                                                validation_report=a.validation_report, evaluator=a.evaluator,
+    p.set_defaults(func=lambda a: build_dataset(a.manifest, a.out, **given_options(BuildOptions, a),
+                                                labeller=a.labeller, validation_report=a.validation_report,
                                                 seed=a.seed) and 0)

@@ -158,6 +158,15 @@ def push_dataset(
     return report
 
 
+@dataclass(frozen=True)
+class PushOptions:
+    """Where a build goes on the Hub (the config's ``push:`` keys; no ``repo_id``, no push)."""
+
+    repo_id: Optional[str] = field(default=None, metadata={"help": "NAMESPACE/NAME of the dataset repo"})
+    private: bool = field(default=False, metadata={"help": "create the repo as private (if it does not exist)"})
+    revision: Optional[str] = field(default=None, metadata={"help": "branch to push to (created if needed; main)"})
+
+
 def add_command(subparsers: argparse._SubParsersAction) -> None:
     """Register this module's subcommand with the CLI (see `cli.COMMAND_MODULES`)."""
     p = subparsers.add_parser("push", help="upload a built dataset folder to the Hub (resumable) and verify it",

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import inspect
 import json
 import logging
 import os
@@ -23,8 +24,10 @@ from typing import Any, Mapping, Optional, Sequence, Union
 
 from tqdm.auto import tqdm
 
+from builder_scripts.engine.executors import add_engine_arguments, with_engine
 from builder_scripts.engine.manifest import read_manifest, read_rejects, reject, write_rejects
 from builder_scripts.engine.runner import run_stage
+from builder_scripts.engine.stage import FunctionStage
 from builder_scripts.sources.tenor import (
     DEFAULT_ENDPOINT,
     MAX_LIMIT,
@@ -268,8 +271,8 @@ def crawl_stickers(
     (out_dir / CLIPS_DIR).mkdir(exist_ok=True)
     state = load_state(out_dir, _settings(client, media_format), queries)
     _reopen_failed(state, out_dir, retry_rejects)
-    work = functools.partial(fetch_sticker, clips_dir=out_dir / CLIPS_DIR, timeout=timeout,
-                             backoff=download_backoff or Backoff())
+    work = FunctionStage(STAGE, functools.partial(fetch_sticker, clips_dir=out_dir / CLIPS_DIR, timeout=timeout,
+                             backoff=download_backoff or Backoff()))
     search = _Search(client, state, out_dir, media_format=media_format, per_emotion=per_emotion, limit=limit,
                      max_pages=max_pages_per_query, progress=progress)
     retry_downloads = retry_rejects
@@ -278,7 +281,7 @@ def crawl_stickers(
             r["clip_id"] for r in read_rejects(out_dir) if r.get("stage") == STAGE and r.get("clip_id")}
         changed = search.round(rejected)
         items = [item for item in state["results"].values() if item["queued"]]
-        run_stage(STAGE, items, work, out_dir, input_key="clip_id", workers=workers,
+        run_stage(work, items, out_dir, input_key="clip_id", workers=workers,
                   retry_rejects=retry_downloads, progress=progress)
         retry_downloads = False
         if not changed:
@@ -317,6 +320,16 @@ def crawl_from_env(out_dir: Union[str, Path], *, media_format: str = "gif", max_
                           download_backoff=Backoff(max_retries=max_retries), **options)
 
 
+def check_crawl_options(options: dict[str, Any], where: str) -> dict[str, Any]:
+    """A pipeline source's ``crawl:`` keys, checked against what `crawl_from_env` takes (an unknown key is an error)."""
+    known = set(CLIENT_OPTIONS) | {p for f in (crawl_from_env, crawl_stickers)
+                                   for p in inspect.signature(f).parameters} - {"out_dir", "client", "options"}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {unknown}; expected some of {', '.join(sorted(known))}")
+    return dict(options)
+
+
 def _command(args: argparse.Namespace) -> int:
     summary = crawl_from_env(args.out, media_format=args.media_format, max_retries=args.max_retries,
                              timeout=args.timeout, endpoint=args.endpoint, client_key=args.client_key,
@@ -350,4 +363,5 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--timeout", type=float, default=30.0, help="seconds per HTTP request")
     p.add_argument("--max-retries", type=int, default=5, help="retries on 429, 5xx and network errors")
     p.add_argument("--retry-rejects", action="store_true", help="retry failed query pages and rejected downloads")
-    p.set_defaults(func=_command)
+    add_engine_arguments(p)
+    p.set_defaults(func=with_engine(_command))

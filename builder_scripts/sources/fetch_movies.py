@@ -17,16 +17,29 @@ import logging
 import os
 import re
 import unicodedata
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
+from builder_scripts.engine.executors import add_engine_arguments, with_engine
 from builder_scripts.engine.manifest import reject
-from builder_scripts.engine.runner import Outcome, StageSummary, run_stage
+from builder_scripts.engine.runner import StageSummary, run_stage
+from builder_scripts.engine.stage import FunctionStage, Outcome
 from emovid_datasets.media import MediaError, probe, to_mp4
 
 log = logging.getLogger("emovid.build")
 
 STAGE = "fetch-movies"
+
+
+@dataclass(frozen=True)
+class FetchOptions:
+    """A pipeline source's ``fetch:`` keys: the metadata CSV, a local folder instead of downloads, limits."""
+
+    metadata: str
+    from_dir: Optional[str] = None
+    limit: Optional[int] = None
+    max_side: Optional[int] = None
 WATCH_URL = "https://www.youtube.com/watch?v={videoid}"
 # CMD's youtube-dl.conf preference (<= 360p, mp4 video + best audio), merged into MKV, which PyAV reads.
 FORMAT_MERGED = "bestvideo[height<=?360][ext=mp4]+bestaudio/best[height<=?360]/best"
@@ -248,9 +261,9 @@ def run_fetch_movies(metadata: Union[str, os.PathLike], out_dir: Union[str, os.P
             item["local_file"] = str(found) if found else None
     else:
         _import_yt_dlp()  # fail once, clearly, rather than once per clip
-    work = functools.partial(fetch_clip, out_dir=str(out_dir), download=from_dir is None, url_template=url_template,
-                             max_side=max_side, keep_downloads=keep_downloads)
-    return run_stage(STAGE, inputs, work, out_dir, workers=workers, retry_rejects=retry_rejects,
+    work = FunctionStage(STAGE, functools.partial(fetch_clip, out_dir=str(out_dir), download=from_dir is None, url_template=url_template,
+                             max_side=max_side, keep_downloads=keep_downloads))
+    return run_stage(work, inputs, out_dir, workers=workers, retry_rejects=retry_rejects,
                      progress=progress)
 
 
@@ -278,4 +291,5 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-side", type=int, help="downscale so the longer side is at most this many pixels")
     p.add_argument("--keep-downloads", action="store_true", help="keep yt-dlp's files in OUT/downloads")
     p.add_argument("--retry-rejects", action="store_true", help="try again the clips rejected by an earlier run")
-    p.set_defaults(func=_command)
+    add_engine_arguments(p)
+    p.set_defaults(func=with_engine(_command))

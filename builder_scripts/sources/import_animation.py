@@ -16,12 +16,15 @@ import hashlib
 import logging
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Optional, Sequence, Union
 
 import datasets
 
+from builder_scripts.engine.executors import add_engine_arguments, with_engine
 from builder_scripts.engine.runner import StageSummary, run_stage
+from builder_scripts.engine.stage import FunctionStage
 from emovid_datasets.builder import COLOR_COLUMNS, PROBE_COLUMNS, is_local_path
 from emovid_datasets.media import to_mp4
 from emovid_datasets.records import read_json_file, read_json_lines
@@ -31,6 +34,15 @@ from emovid_datasets.taxonomy import SOURCES
 log = logging.getLogger("emovid.build")
 
 STAGE = "import-animation"
+
+
+@dataclass(frozen=True)
+class ImportOptions:
+    """A pipeline source's ``import:`` keys: the folder, its optional metadata file, the size cap."""
+
+    src: str
+    metadata: Optional[str] = None
+    max_side: Optional[int] = None
 MEDIA_EXTENSIONS = frozenset({".mp4", ".mkv", ".webm", ".mov", ".m4v", ".avi", ".flv", ".gif", ".webp",
                               ".mpg", ".mpeg", ".ts", ".wmv", ".3gp", ".ogv"})
 # Metadata columns that name the file, tried in this order.
@@ -197,8 +209,8 @@ def run_import(src_dir: Union[str, os.PathLike], out_dir: Union[str, os.PathLike
     inputs = [{"clip_id": ids[rel], "source": source, "origin": _origin(meta.get(rel, {}), source, rel),
                "path": str(Path(src_dir) / rel), "source_file": rel.as_posix(), "metadata": meta.get(rel)}
               for rel in rel_paths]
-    work = functools.partial(import_clip, out_dir=str(out_dir), max_side=max_side)
-    return run_stage(STAGE, inputs, work, out_dir, workers=workers, retry_rejects=retry_rejects, progress=progress)
+    work = FunctionStage(STAGE, functools.partial(import_clip, out_dir=str(out_dir), max_side=max_side))
+    return run_stage(work, inputs, out_dir, workers=workers, retry_rejects=retry_rejects, progress=progress)
 
 
 def add_command(subparsers: argparse._SubParsersAction) -> None:
@@ -211,5 +223,6 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, default=1, help="parallel processes")
     p.add_argument("--max-side", type=int, help="downscale so the longer side is at most this many pixels")
     p.add_argument("--retry-rejects", action="store_true", help="try again the files rejected by an earlier run")
-    p.set_defaults(func=lambda a: run_import(a.src, a.out, metadata=a.metadata, source=a.source, workers=a.workers,
-                                             max_side=a.max_side, retry_rejects=a.retry_rejects) and 0)
+    add_engine_arguments(p)
+    p.set_defaults(func=with_engine(lambda a: run_import(a.src, a.out, metadata=a.metadata, source=a.source, workers=a.workers,
+                                                         max_side=a.max_side, retry_rejects=a.retry_rejects) and 0))

@@ -21,16 +21,19 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 from pathlib import Path
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Callable, Optional, Sequence, Union
 
 import numpy as np
 
+from builder_scripts.engine.executors import with_engine
 from builder_scripts.engine.manifest import reject, write_manifest, write_rejects
-from builder_scripts.engine.runner import Outcome, StageSummary, load_inputs, run_batched_stage
-from builder_scripts.stages.vlm_options import add_vlm_arguments, vlm_settings
+from builder_scripts.engine.runner import StageSummary, load_inputs, run_batched_stage
+from builder_scripts.engine.stage import BatchStage, Outcome, Resources
+from builder_scripts.stages.vlm_options import add_vlm_arguments, model_resources, vlm_settings
 from emovid_datasets.atomic import atomic_write_text
 from emovid_datasets.taxonomy import VOTE_CHOICES
 
@@ -167,66 +170,93 @@ def finetune(rows: Sequence[dict[str, Any]], out_dir: Union[str, Path], vlm: str
     return finetune_labeller(rows, out_dir, vlm, settings or FinetuneSettings(), progress=progress)
 
 
-def predict_labels(rows: Sequence[dict[str, Any]], out_dir: Union[str, Path], *, labeller: Any = None,
-                   holdout: float = 0.25, seed: int = 0, batch_size: int = 8, progress: bool = True) -> StageSummary:
-    """Label every clip without a human label, ``batch_size`` clips a call (resumable); human-labelled rows
-    pass through unchanged.
+class LabelStage(BatchStage):
+    """`annotate predict` on a batch of clips: human-labelled rows pass through, the labeller labels the rest.
 
-    Without ``labeller``, loads ``OUT/labeller.skops`` from an earlier run or trains and saves a new one.
+    The labeller is ``labeller`` (already loaded, for this process) or what ``load()`` returns, called once per
+    worker by `setup`, so a Ray actor loads the model once and only the loader travels.
     """
-    from emovid_datasets.labelling import VLMLabeller
-    from emovid_datasets.labelling.labeller import Prediction, argmax_predictions
-    from emovid_datasets.labelling.quality import entropy
-    from emovid_datasets.media import MediaError
 
-    out_dir = Path(out_dir)
-    if labeller is None:
-        from emovid_datasets.labelling import FeatureClassifier
+    name = f"{STAGE} predict"
 
-        saved = out_dir / LABELLER_FILE
-        if saved.exists():
-            labeller = FeatureClassifier.load(saved)
-            log.info("annotate predict: resuming with the labeller saved in %s", saved)
-        else:
-            labeller = train_feature_labeller(rows, holdout=holdout, seed=seed, progress=progress)
-            out_dir.mkdir(parents=True, exist_ok=True)
-            labeller.save(saved)
+    def __init__(self, *, labeller: Any = None, load: Optional[Callable[[], Any]] = None,
+                 resources: Resources = Resources()) -> None:
+        if (labeller is None) == (load is None):
+            raise ValueError("give a labeller or a function that loads one, not both")
+        self.labeller, self.load, self.resources = labeller, load, resources
 
-    def label(clips: list[dict[str, Any]]) -> list[tuple[Prediction, Optional[float]]]:
+    def __getstate__(self) -> dict[str, Any]:  # a worker loads its own model
+        return {**self.__dict__, "labeller": None} if self.load is not None else self.__dict__
+
+    def setup(self) -> None:
+        if self.labeller is None:
+            self.labeller = self.load()
+
+    def _label(self, clips: list[dict[str, Any]]) -> list[tuple[Any, Optional[float]]]:
+        from emovid_datasets.labelling import VLMLabeller
+        from emovid_datasets.labelling.labeller import argmax_predictions
+        from emovid_datasets.labelling.quality import entropy
+
         paths = [r["video_path"] for r in clips]
-        if isinstance(labeller, VLMLabeller):  # a generative answer: no distribution, so no entropy
-            return [(pred, None) for pred in labeller.label(paths)]
-        proba = labeller.predict_proba(paths)
+        if isinstance(self.labeller, VLMLabeller):  # a generative answer: no distribution, so no entropy
+            return [(pred, None) for pred in self.labeller.label(paths)]
+        proba = self.labeller.predict_proba(paths)
         return list(zip(argmax_predictions(proba), (entropy(p) for p in proba)))
 
-    def work(clips: list[dict[str, Any]]) -> Outcome:
+    def process_batch(self, clips: list[dict[str, Any]]) -> Outcome:
+        from emovid_datasets.media import MediaError
+
         outcome = Outcome(rows=[dict(r) for r in clips if _is_human(r)])
         todo = [r for r in clips if not _is_human(r)]
         try:
-            labelled = [(row, *result) for row, result in zip(todo, label(todo))] if todo else []
+            labelled = [(row, *result) for row, result in zip(todo, self._label(todo))] if todo else []
         except (MediaError, OSError, ValueError) as exc:
             if len(todo) == 1:
-                outcome.rejects.append(reject(STAGE, f"{type(exc).__name__}: {exc}", clip_id=todo[0]["clip_id"],
+                outcome.rejects.append(reject(self.name, f"{type(exc).__name__}: {exc}", clip_id=todo[0]["clip_id"],
                                               origin=todo[0].get("origin")))
                 return outcome
             # One unreadable clip must not reject its whole batch: label the clips one by one.
             for row in todo:
-                single = work([row])
+                single = self.process_batch([row])
                 outcome.rows.extend(single.rows)
                 outcome.rejects.extend(single.rejects)
             return outcome
         for row, pred, spread in labelled:
             if pred.emotion is None:
                 answer = f" (answer {pred.raw!r})" if pred.raw is not None else ""
-                outcome.rejects.append(reject(STAGE, f"labeller gave no emotion: {pred.reason}{answer}",
+                outcome.rejects.append(reject(self.name, f"labeller gave no emotion: {pred.reason}{answer}",
                                               clip_id=row["clip_id"], origin=row.get("origin")))
                 continue
             outcome.rows.append({**row, "emotion": pred.emotion, "label_source": "model", "human_votes": [],
                                  "human_annotators": [], "label_confidence": pred.confidence,
-                                 "labeller": labeller.name, "label_entropy": spread})
+                                 "labeller": self.labeller.name, "label_entropy": spread})
         return outcome
 
-    return run_batched_stage(f"{STAGE} predict", rows, work, out_dir, batch_size=batch_size, progress=progress)
+
+def predict_labels(rows: Sequence[dict[str, Any]], out_dir: Union[str, Path], *, labeller: Any = None,
+                   load: Optional[Callable[[], Any]] = None, resources: Resources = Resources(),
+                   holdout: float = 0.25, seed: int = 0, batch_size: int = 8, progress: bool = True) -> StageSummary:
+    """Label every clip without a human label, ``batch_size`` clips a call (resumable); human-labelled rows
+    pass through unchanged.
+
+    The labeller is ``labeller`` (loaded), or ``load()`` run once per worker (what the Ray engine wants:
+    a GPU actor pool with ``resources``). With neither, loads ``OUT/labeller.skops`` from an earlier run
+    or trains and saves a new one.
+    """
+    out_dir = Path(out_dir)
+    if labeller is None and load is None:
+        from emovid_datasets.labelling import FeatureClassifier
+
+        saved = out_dir / LABELLER_FILE
+        if saved.exists():
+            log.info("annotate predict: resuming with the labeller saved in %s", saved)
+        else:
+            trained = train_feature_labeller(rows, holdout=holdout, seed=seed, progress=progress)
+            out_dir.mkdir(parents=True, exist_ok=True)
+            trained.save(saved)
+        load = functools.partial(FeatureClassifier.load, saved)
+    stage = LabelStage(labeller=labeller, load=load, resources=resources)
+    return run_batched_stage(stage, rows, out_dir, batch_size=batch_size, progress=progress)
 
 
 def agreement_from_files(vote_files: Sequence[Union[str, Path]], labels: Sequence[dict[str, Any]], *,
@@ -276,12 +306,6 @@ def write_report(report: dict[str, Any], out_dir: Union[str, Path]) -> Path:
     return out_dir / "agreement.txt"
 
 
-def _make_vlm_labeller(args: argparse.Namespace) -> Any:
-    from emovid_datasets.labelling import VLMLabeller
-
-    return VLMLabeller(args.vlm, **vlm_settings(args))
-
-
 def _cmd_export(args: argparse.Namespace) -> int:
     # Low-confidence review sends every such clip back to people unless a fraction is asked for.
     fraction = args.fraction if args.fraction is not None else (1.0 if args.clips == "low-confidence"
@@ -307,15 +331,17 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
 def _cmd_predict(args: argparse.Namespace) -> int:
     if args.labeller and args.vlm:
         raise ValueError("give --labeller DIR (a trained labeller) or --vlm MODEL (zero-shot), not both")
-    labeller = None
+    load = None
     if args.labeller:
         from emovid_datasets.labelling.saved import load_labeller
 
-        labeller = load_labeller(args.labeller, device=args.device, batch_size=args.batch_size)
+        load = functools.partial(load_labeller, args.labeller, device=args.device, batch_size=args.batch_size)
     elif args.vlm:
-        labeller = _make_vlm_labeller(args)
-    predict_labels(load_inputs([args.input]), args.out, labeller=labeller, holdout=args.holdout, seed=args.seed,
-                   batch_size=args.batch_size)
+        from emovid_datasets.labelling import VLMLabeller
+
+        load = functools.partial(VLMLabeller, args.vlm, **vlm_settings(args))
+    predict_labels(load_inputs([args.input]), args.out, load=load, resources=model_resources(args),
+                   holdout=args.holdout, seed=args.seed, batch_size=args.batch_size)
     return 0
 
 
@@ -375,7 +401,7 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:
     add_vlm_arguments(r, "label zero-shot")
     r.add_argument("--holdout", type=float, default=0.25, help="share of human labels held out for accuracy")
     r.add_argument("--seed", type=int, default=0)
-    r.set_defaults(func=_cmd_predict)
+    r.set_defaults(func=with_engine(_cmd_predict))
 
     t = sub.add_parser("report", help="agreement (Cohen's/Fleiss' kappa) of validation annotators and the model")
     t.add_argument("votes", nargs="+", help="the validation annotators' vote files")

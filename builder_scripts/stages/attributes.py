@@ -11,7 +11,9 @@ import argparse
 from pathlib import Path
 from typing import Any, Sequence, Union
 
+from builder_scripts.engine.executors import add_engine_arguments, with_engine
 from builder_scripts.engine.runner import StageSummary, load_inputs, run_stage
+from builder_scripts.engine.stage import FunctionStage
 from emovid_datasets.builder import PROBE_COLUMNS
 from emovid_datasets.color import color_attributes
 from emovid_datasets.media import probe
@@ -31,7 +33,7 @@ def measure(row: dict[str, Any]) -> dict[str, Any]:
 def run_attributes(inputs: Sequence[dict[str, Any]], out_dir: Union[str, Path], *, workers: int = 1,
                    progress: bool = True) -> StageSummary:
     """Measure every input clip not yet in ``out_dir``'s manifest."""
-    return run_stage(STAGE, inputs, measure, out_dir, workers=workers, progress=progress)
+    return run_stage(FunctionStage(STAGE, measure), inputs, out_dir, workers=workers, progress=progress)
 
 
 def add_command(subparsers: argparse._SubParsersAction) -> None:
@@ -40,4 +42,5 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("inputs", nargs="+", help="stage folders whose manifest.parquet lists the clips")
     p.add_argument("--out", required=True, help="output stage folder")
     p.add_argument("--workers", type=int, default=1, help="parallel processes")
-    p.set_defaults(func=lambda a: run_attributes(load_inputs(a.inputs), a.out, workers=a.workers) and 0)
+    add_engine_arguments(p)
+    p.set_defaults(func=with_engine(lambda a: run_attributes(load_inputs(a.inputs), a.out, workers=a.workers) and 0))

@@ -9,58 +9,92 @@ keep it unless ``--overwrite``. A killed run resumes with the clips not yet in `
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence, Union
+from typing import Any, Callable, Optional, Sequence, Union
 
+from builder_scripts.engine.executors import with_engine
 from builder_scripts.engine.manifest import reject
-from builder_scripts.engine.runner import Outcome, StageSummary, load_inputs, run_batched_stage
-from builder_scripts.stages.vlm_options import add_vlm_arguments, vlm_settings
+from builder_scripts.engine.runner import StageSummary, load_inputs, run_batched_stage
+from builder_scripts.engine.stage import BatchStage, Outcome, Resources
+from builder_scripts.stages.vlm_options import add_vlm_arguments, model_resources, vlm_settings
+from emovid_datasets.options import add_dataclass_arguments
 
 log = logging.getLogger("emovid.build")
 STAGE = "caption"
 
 
-def caption_batch(captioner: Any, clips: list[dict[str, Any]], *, overwrite: bool = False) -> Outcome:
-    """Caption the clips that need it in one call; if the batch fails, caption clip by clip so one bad clip is
-    rejected with its reason while the rest go on."""
-    need = [c for c in clips if overwrite or not str(c.get("caption") or "").strip()]
-    need_ids = {c["clip_id"] for c in need}
-    keep = [dict(c) for c in clips if c["clip_id"] not in need_ids]
-    try:
-        texts = captioner.caption(need) if need else []
-        return Outcome(rows=keep + [{**c, "caption": t, "captioner": captioner.name} for c, t in zip(need, texts)])
-    except Exception as exc:  # noqa: BLE001 - find the clip(s) at fault below
-        if len(need) == 1:
-            return Outcome(rows=keep, rejects=[reject(STAGE, f"{type(exc).__name__}: {exc}", clip_id=need[0]["clip_id"],
-                                                      origin=need[0].get("origin"))])
-    outcome = Outcome(rows=keep)
-    for clip in need:
-        single = caption_batch(captioner, [clip], overwrite=overwrite)
-        outcome.rows += single.rows
-        outcome.rejects += single.rejects
-    return outcome
+@dataclass(frozen=True)
+class CaptionOptions:
+    """The config's ``captions:`` keys and the command's options."""
+
+    batch_size: int = field(default=8, metadata={"help": "clips per captioner call and checkpoint"})
+
+
+class CaptionStage(BatchStage):
+    """Caption a batch of clips with ``captioner`` (loaded) or what ``load()`` returns, once per worker."""
+
+    name = STAGE
+
+    def __init__(self, *, captioner: Any = None, load: Optional[Callable[[], Any]] = None, overwrite: bool = False,
+                 resources: Resources = Resources()) -> None:
+        if (captioner is None) == (load is None):
+            raise ValueError("give a captioner or a function that loads one, not both")
+        self.captioner, self.load, self.overwrite, self.resources = captioner, load, overwrite, resources
+
+    def __getstate__(self) -> dict[str, Any]:  # a worker loads its own model
+        return {**self.__dict__, "captioner": None} if self.load is not None else self.__dict__
+
+    def setup(self) -> None:
+        if self.captioner is None:
+            self.captioner = self.load()
+
+    def process_batch(self, clips: list[dict[str, Any]]) -> Outcome:
+        """Caption the clips that need it in one call; if the batch fails, caption clip by clip so one bad clip
+        is rejected with its reason while the rest go on."""
+        need = [c for c in clips if self.overwrite or not str(c.get("caption") or "").strip()]
+        need_ids = {c["clip_id"] for c in need}
+        keep = [dict(c) for c in clips if c["clip_id"] not in need_ids]
+        try:
+            texts = self.captioner.caption(need) if need else []
+            return Outcome(rows=keep + [{**c, "caption": t, "captioner": self.captioner.name}
+                                        for c, t in zip(need, texts)])
+        except Exception as exc:  # noqa: BLE001 - find the clip(s) at fault below
+            if len(need) == 1:
+                return Outcome(rows=keep, rejects=[reject(STAGE, f"{type(exc).__name__}: {exc}",
+                                                          clip_id=need[0]["clip_id"], origin=need[0].get("origin"))])
+        outcome = Outcome(rows=keep)
+        for clip in need:
+            single = self.process_batch([clip])
+            outcome.rows += single.rows
+            outcome.rejects += single.rejects
+        return outcome
 
 
 def run_captions(rows: Sequence[dict[str, Any]], out_dir: Union[str, Path], *, captioner: Any = None,
-                 batch_size: int = 8, overwrite: bool = False, progress: bool = True) -> StageSummary:
-    """Caption every clip of ``rows`` not yet in ``out_dir`` (offline `FactualCaptioner` by default)."""
-    if captioner is None:
+                 load: Optional[Callable[[], Any]] = None, resources: Resources = Resources(),
+                 batch_size: int = CaptionOptions.batch_size,
+                 overwrite: bool = False, progress: bool = True) -> StageSummary:
+    """Caption every clip of ``rows`` not yet in ``out_dir``: with ``captioner``, with ``load()`` once per
+    worker, or with the offline `FactualCaptioner` when neither is given."""
+    if captioner is None and load is None:
         from emovid_datasets.labelling import FactualCaptioner
 
-        captioner = FactualCaptioner()
-    return run_batched_stage(STAGE, rows, lambda clips: caption_batch(captioner, clips, overwrite=overwrite),
-                             out_dir, batch_size=batch_size, progress=progress)
+        load = FactualCaptioner
+    stage = CaptionStage(captioner=captioner, load=load, overwrite=overwrite, resources=resources)
+    return run_batched_stage(stage, rows, out_dir, batch_size=batch_size, progress=progress)
 
 
 def _cmd_caption(args: argparse.Namespace) -> int:
-    captioner = None
+    load = None
     if args.vlm:
         from emovid_datasets.labelling import VLMCaptioner
 
-        captioner = VLMCaptioner(args.vlm, **vlm_settings(args))
-    run_captions(load_inputs([args.input]), args.out, captioner=captioner, batch_size=args.batch_size,
-                 overwrite=args.overwrite)
+        load = functools.partial(VLMCaptioner, args.vlm, **vlm_settings(args))
+    run_captions(load_inputs([args.input]), args.out, load=load, resources=model_resources(args),
+                 batch_size=args.batch_size, overwrite=args.overwrite)
     return 0
 
 
@@ -70,6 +104,6 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("input", help="stage folder whose manifest lists the clips")
     p.add_argument("--out", required=True, help="output stage folder")
     add_vlm_arguments(p, "caption")
-    p.add_argument("--batch-size", type=int, default=8, help="clips per captioner call and checkpoint (default 8)")
+    add_dataclass_arguments(p, CaptionOptions)
     p.add_argument("--overwrite", action="store_true", help="replace captions the clips already have")
-    p.set_defaults(func=_cmd_caption)
+    p.set_defaults(func=with_engine(_cmd_caption))

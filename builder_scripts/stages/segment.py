@@ -18,6 +18,7 @@ import contextlib
 import functools
 import itertools
 from collections import deque
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, Iterator, NamedTuple, Optional, Sequence, Union
@@ -26,9 +27,12 @@ import av
 import numpy as np
 from scenedetect import AdaptiveDetector, FrameTimecode, SceneDetector
 
+from builder_scripts.engine.executors import add_engine_arguments, with_engine
 from builder_scripts.engine.manifest import read_manifest, reject
-from builder_scripts.engine.runner import Outcome, StageSummary, run_stage
+from builder_scripts.engine.runner import StageSummary, run_stage
+from builder_scripts.engine.stage import FunctionStage, Outcome
 from emovid_datasets.media import MediaError, Mp4Writer, open_input
+from emovid_datasets.options import add_dataclass_arguments
 
 STAGE = "segment"
 VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".flv",
@@ -41,6 +45,14 @@ MIN_COLOUR_SCORE = 15.0  # PySceneDetect's AdaptiveDetector default on the HSV s
 MIN_LUMA_SCORE = 8.0  # mean absolute luma change (0-255) a cut must also show
 MIN_SHOT_FRAMES = 15  # PySceneDetect default: no two cuts closer than this
 HOLD_BYTES = 256 * 2**20  # frames of a shot too short (so far) to keep are held in memory up to this size
+
+
+@dataclass(frozen=True)
+class SegmentOptions:
+    """How `segment` keeps shots (the config's ``segment:`` keys and the command's options)."""
+
+    min_seconds: float = field(default=4.0, metadata={"help": "drop shots shorter than this (seconds)"})
+    max_seconds: float = field(default=30.0, metadata={"help": "drop shots longer than this (seconds)"})
 
 
 class ConfirmedCutDetector(SceneDetector):
@@ -324,8 +336,9 @@ class _ShotCutter:
             Path(row["video_path"]).unlink(missing_ok=True)
 
 
-def split_shots(path: Union[str, Path], clips_dir: Union[str, Path], parent: str, *, min_seconds: float = 4.0,
-                max_seconds: float = 30.0) -> Outcome:
+def split_shots(path: Union[str, Path], clips_dir: Union[str, Path], parent: str, *,
+                min_seconds: float = SegmentOptions.min_seconds,
+                max_seconds: float = SegmentOptions.max_seconds) -> Outcome:
     """Cut one video into shots in a single decoding pass; kept shots become ``clips_dir/<parent>-shotNNN.mp4``.
 
     Rows give the shot's frames (end exclusive) and seconds in the source; shots dropped for
@@ -366,8 +379,9 @@ def _segment_one(item: dict[str, Any], *, clips_dir: str, min_seconds: float, ma
     return outcome
 
 
-def run_segment(videos: Sequence[dict[str, Any]], out_dir: Union[str, Path], *, min_seconds: float = 4.0,
-                max_seconds: float = 30.0, workers: int = 1, progress: bool = True) -> StageSummary:
+def run_segment(videos: Sequence[dict[str, Any]], out_dir: Union[str, Path], *,
+                min_seconds: float = SegmentOptions.min_seconds, max_seconds: float = SegmentOptions.max_seconds,
+                workers: int = 1, progress: bool = True) -> StageSummary:
     """Cut every source video (dicts with ``clip_id``, ``video_path`` and metadata to carry) into shots.
 
     Writes ``out_dir/clips/<clip_id>-shotNNN.mp4`` and one manifest row per kept shot; resumable
@@ -377,9 +391,9 @@ def run_segment(videos: Sequence[dict[str, Any]], out_dir: Union[str, Path], *, 
     if not 0 < min_seconds <= max_seconds:
         raise ValueError(f"need 0 < min_seconds <= max_seconds, got {min_seconds} and {max_seconds}")
     clips_dir = Path(out_dir) / "clips"
-    work = functools.partial(_segment_one, clips_dir=str(clips_dir), min_seconds=min_seconds,
-                             max_seconds=max_seconds)
-    return run_stage(STAGE, list(videos), work, out_dir, workers=workers, checkpoint_every=1, progress=progress)
+    work = FunctionStage(STAGE, functools.partial(_segment_one, clips_dir=str(clips_dir), min_seconds=min_seconds,
+                                                  max_seconds=max_seconds))
+    return run_stage(work, list(videos), out_dir, workers=workers, checkpoint_every=1, progress=progress)
 
 
 def collect_videos(paths: Sequence[Union[str, Path]]) -> list[dict[str, Any]]:
@@ -411,8 +425,8 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("inputs", nargs="+", metavar="VIDEO_OR_DIR",
                    help="video files, folders of videos, or stage folders with a manifest.parquet")
     p.add_argument("--out", required=True, help="output stage folder (clips/ + manifest.parquet + rejects.parquet)")
-    p.add_argument("--min-seconds", type=float, default=4.0, help="drop shots shorter than this (default 4)")
-    p.add_argument("--max-seconds", type=float, default=30.0, help="drop shots longer than this (default 30)")
+    add_dataclass_arguments(p, SegmentOptions)
     p.add_argument("--workers", type=int, default=1, help="parallel processes (one source video each)")
-    p.set_defaults(func=lambda a: run_segment(collect_videos(a.inputs), a.out, min_seconds=a.min_seconds,
-                                              max_seconds=a.max_seconds, workers=a.workers) and 0)
+    add_engine_arguments(p)
+    p.set_defaults(func=with_engine(lambda a: run_segment(collect_videos(a.inputs), a.out, min_seconds=a.min_seconds,
+                                                          max_seconds=a.max_seconds, workers=a.workers) and 0))

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence, Union
 
@@ -25,11 +26,23 @@ import numpy as np
 from builder_scripts.engine.manifest import reject, write_manifest, write_rejects
 from builder_scripts.engine.runner import load_inputs
 from emovid_datasets.atomic import atomic_write_text
+from emovid_datasets.options import add_dataclass_arguments
 from emovid_datasets.taxonomy import EMOTIONS, SOURCES, emotion_prompt
 
 log = logging.getLogger("emovid.build")
 STAGE = "splits"
 PAPER_TRAIN_MIX: dict[str, int] = {"animation": 2727, "movie": 8000, "sticker": 6616}
+
+
+@dataclass(frozen=True)
+class SplitsOptions:
+    """How the benchmark and train splits are drawn (the config's ``splits:`` keys and the command's options)."""
+
+    per_cell: int = field(default=10, metadata={"help": "benchmark clips per (source, emotion)"})
+    max_cell_fraction: float = field(default=1.0, metadata={
+        "help": "at most this share of a cell's human-labelled clips goes to the benchmark"})
+    paper_mix: bool = field(default=False, metadata={
+        "help": "train on the paper's 2727:8000:6616 animation:movie:sticker mix, scaled to the data"})
 
 
 def _shuffled(rows: list[dict[str, Any]], rng: np.random.Generator) -> list[dict[str, Any]]:
@@ -78,8 +91,9 @@ def balanced_pick(rows: list[dict[str, Any]], count: int, rng: np.random.Generat
     return [r for e, cell in by_emotion.items() for r in cell[:quota[e]]]
 
 
-def assign_splits(rows: Sequence[dict[str, Any]], *, per_cell: int = 10, max_cell_fraction: float = 1.0,
-                  paper_mix: bool = False, seed: int = 0) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def assign_splits(rows: Sequence[dict[str, Any]], *, per_cell: int = SplitsOptions.per_cell,
+                  max_cell_fraction: float = SplitsOptions.max_cell_fraction,
+                  paper_mix: bool = SplitsOptions.paper_mix, seed: int = 0) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Rows with their ``split`` column, and the rejects (clips left out of the paper mix)."""
     unlabelled = [r["clip_id"] for r in rows if r.get("emotion") not in EMOTIONS]
     if unlabelled:
@@ -134,10 +148,6 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(STAGE, help="choose the benchmark (N per source x emotion) and the train split")
     p.add_argument("input", help="stage folder whose clips all have an emotion")
     p.add_argument("--out", required=True, help="output stage folder")
-    p.add_argument("--per-cell", type=int, default=10, help="benchmark clips per (source, emotion) (default 10)")
-    p.add_argument("--max-cell-fraction", type=float, default=1.0,
-                   help="at most this share of a cell's human-labelled clips goes to the benchmark (default 1.0)")
-    p.add_argument("--paper-mix", action="store_true",
-                   help="train on the paper's 2727:8000:6616 animation:movie:sticker mix, scaled to the data")
+    add_dataclass_arguments(p, SplitsOptions)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_splits)
