@@ -27,12 +27,12 @@ from datasets.builder import Key
 
 from .color import color_attributes
 from .media import MediaError, extract_flac, probe
+from .media.probe import PROBE_COLUMNS
 from .schema import CONFIGS, FEATURES, SPLITS
 from .taxonomy import SOURCES, check_emotion, valence_of
 
 log = logging.getLogger("emovid")
 
-PROBE_COLUMNS = ("duration", "fps", "num_frames", "width", "height", "has_audio")
 COLOR_COLUMNS = ("colorfulness", "brightness", "hue", "colorfulness_raw", "brightness_raw", "hue_raw")
 _DESCRIPTION = "EmoVid: a multimodal emotion video dataset of animation, film clips and animated stickers."
 _HOMEPAGE = "https://zane-zyqiu.github.io/EmoVid"

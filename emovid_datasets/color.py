@@ -35,34 +35,51 @@ def rgb_to_hsv(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return h, s, vmax
 
 
-def color_attributes(video: MediaSource, frame_step: int = 20) -> dict[str, Any]:
+COLOUR_STEP = 20  # every 20th frame (0, 20, 40, ...) is measured
+
+
+class ColourSums:
+    """Running sums of the colour attributes over the frames added so far (one pass, any frame source)."""
+
+    def __init__(self) -> None:
+        self.sin = self.cos = self.saturation = self.value = 0.0
+        self.pixels = self.frames = 0
+
+    def add(self, rgb: np.ndarray) -> None:
+        """Add one (H, W, 3) uint8 RGB frame."""
+        h, s, v = rgb_to_hsv(rgb)
+        rad = np.deg2rad(h, dtype=np.float64)
+        self.sin += float(np.sin(rad).sum())
+        self.cos += float(np.cos(rad).sum())
+        self.saturation += float(s.sum(dtype=np.float64))
+        self.value += float(v.sum(dtype=np.float64))
+        self.pixels += h.size
+        self.frames += 1
+
+    def attributes(self, what: str) -> dict[str, Any]:
+        """The attributes of the frames added (see `color_attributes`); MediaError naming ``what`` if none were."""
+        if self.pixels == 0:
+            raise MediaError(f"{what}: no frames to measure colour on")
+        hue_raw = (math.degrees(math.atan2(self.sin, self.cos)) + 360.0) % 360.0
+        colorfulness_raw, brightness_raw = self.saturation / self.pixels, self.value / self.pixels
+        return {
+            "colorfulness": round(colorfulness_raw, 1),
+            "brightness": round(brightness_raw, 1),
+            "hue": int(round(hue_raw)) % 360,
+            "colorfulness_raw": colorfulness_raw,
+            "brightness_raw": brightness_raw,
+            "hue_raw": hue_raw,
+            "frames_sampled": self.frames,
+        }
+
+
+def color_attributes(video: MediaSource, frame_step: int = COLOUR_STEP) -> dict[str, Any]:
     """Colour attributes of a clip given as a path or bytes.
 
     Returns ``colorfulness``, ``brightness`` (1 decimal), ``hue`` (int degrees) as the paper
     defines them, their unrounded ``*_raw`` values, and ``frames_sampled``.
     """
-    sin_sum = cos_sum = s_sum = v_sum = 0.0
-    pixels = frames = 0
+    sums = ColourSums()
     for frame in iter_frames(video, step=frame_step):
-        h, s, v = rgb_to_hsv(frame.array)
-        rad = np.deg2rad(h, dtype=np.float64)
-        sin_sum += float(np.sin(rad).sum())
-        cos_sum += float(np.cos(rad).sum())
-        s_sum += float(s.sum(dtype=np.float64))
-        v_sum += float(v.sum(dtype=np.float64))
-        pixels += h.size
-        frames += 1
-    if pixels == 0:
-        raise MediaError(f"{describe(video)}: no frames to measure colour on")
-    phi = math.degrees(math.atan2(sin_sum, cos_sum))
-    hue_raw = (phi + 360.0) % 360.0
-    colorfulness_raw, brightness_raw = s_sum / pixels, v_sum / pixels
-    return {
-        "colorfulness": round(colorfulness_raw, 1),
-        "brightness": round(brightness_raw, 1),
-        "hue": int(round(hue_raw)) % 360,
-        "colorfulness_raw": colorfulness_raw,
-        "brightness_raw": brightness_raw,
-        "hue_raw": hue_raw,
-        "frames_sampled": frames,
-    }
+        sums.add(frame.array)
+    return sums.attributes(describe(video))

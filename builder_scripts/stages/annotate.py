@@ -193,14 +193,19 @@ class LabelStage(BatchStage):
             self.labeller = self.load()
 
     def _label(self, clips: list[dict[str, Any]]) -> list[tuple[Any, Optional[float]]]:
-        from emovid_datasets.labelling import VLMLabeller
+        from emovid_datasets.labelling import FeatureClassifier, VLMLabeller
+        from emovid_datasets.labelling.features import stored_features
         from emovid_datasets.labelling.labeller import argmax_predictions
         from emovid_datasets.labelling.quality import entropy
 
         paths = [r["video_path"] for r in clips]
         if isinstance(self.labeller, VLMLabeller):  # a generative answer: no distribution, so no entropy
             return [(pred, None) for pred in self.labeller.label(paths)]
-        proba = self.labeller.predict_proba(paths)
+        stored = [stored_features(r) for r in clips]
+        if isinstance(self.labeller, FeatureClassifier) and all(f is not None for f in stored):
+            proba = self.labeller.proba_from_features(np.stack(stored))  # measured by `attributes`: no decoding
+        else:
+            proba = self.labeller.predict_proba(paths)
         return list(zip(argmax_predictions(proba), (entropy(p) for p in proba)))
 
     def process_batch(self, clips: list[dict[str, Any]]) -> Outcome:

@@ -2,7 +2,9 @@
 
 Reads the manifests of one or more earlier stage folders (rows with ``clip_id`` and
 ``video_path``) and writes the same rows plus duration, fps, frame count, size, audio
-presence and colourfulness/brightness/hue (rounded and raw) to ``OUT/manifest.parquet``.
+presence, colourfulness/brightness/hue (rounded and raw), the label features and motion to
+``OUT/manifest.parquet``, all from one decoding pass (`labelling.features.measure_clip`):
+`annotate predict` and `caption` read them instead of decoding the clip again.
 """
 
 from __future__ import annotations
@@ -14,20 +16,14 @@ from typing import Any, Sequence, Union
 from builder_scripts.engine.executors import add_engine_arguments, with_engine
 from builder_scripts.engine.runner import StageSummary, load_inputs, run_stage
 from builder_scripts.engine.stage import FunctionStage
-from emovid_datasets.builder import PROBE_COLUMNS
-from emovid_datasets.color import color_attributes
-from emovid_datasets.media import probe
+from emovid_datasets.labelling.features import measure_clip
 
 STAGE = "attributes"
 
 
 def measure(row: dict[str, Any]) -> dict[str, Any]:
-    """One clip's probe values and colour attributes added to its manifest row."""
-    info = probe(row["video_path"])
-    colour = color_attributes(row["video_path"])
-    colour.pop("frames_sampled")
-    measured = {k: getattr(info, k) for k in PROBE_COLUMNS}
-    return {**row, **measured, **colour}
+    """One clip's probe values, colour attributes, label features and motion added to its manifest row."""
+    return {**row, **measure_clip(row["video_path"])}
 
 
 def run_attributes(inputs: Sequence[dict[str, Any]], out_dir: Union[str, Path], *, workers: int = 1,

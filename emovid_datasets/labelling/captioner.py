@@ -55,7 +55,8 @@ class FactualCaptioner:
         self.num_frames = num_frames
 
     def measurements(self, clip: Clip) -> dict[str, Any]:
-        """Duration, sound, brightness, colourfulness, hue and motion of a clip (row values win over measuring)."""
+        """Duration, sound, brightness, colourfulness, hue and motion of a clip (row values win over measuring,
+        so a clip through the `attributes` stage is not decoded again)."""
         video = clip["video_path"]
         values = {k: clip.get(k) for k in ("duration", "has_audio", "brightness_raw", "colorfulness_raw", "hue_raw")}
         for key in ("brightness", "colorfulness", "hue"):
@@ -66,7 +67,9 @@ class FactualCaptioner:
             values["duration"], values["has_audio"] = info.duration, info.has_audio
         if any(is_missing(values[k]) for k in ("brightness_raw", "colorfulness_raw", "hue_raw")):
             values.update({k: v for k, v in color_attributes(video).items() if k in values})
-        values["motion"] = motion_features(sample_frames(video, self.num_frames, width=64, height=48))["motion"]
+        values["motion"] = clip.get("motion")  # measured by the `attributes` stage
+        if is_missing(values["motion"]):
+            values["motion"] = motion_features(sample_frames(video, self.num_frames, width=64, height=48))["motion"]
         return values
 
     def describe(self, clip: Clip) -> str:

@@ -7,12 +7,16 @@ at a small size, so a feature vector costs a fraction of a second even for a lon
 from __future__ import annotations
 
 import logging
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
+import av
 import numpy as np
 
-from ..color import rgb_to_hsv
-from ..media import MediaError, MediaSource, NoAudioStream, decode_audio, probe, sample_frames
+from ..color import COLOUR_STEP, ColourSums, rgb_to_hsv
+from ..media import MediaError, MediaSource, NoAudioStream, decode_audio, open_input, probe, sample_frames
+from ..media.container import describe
+from ..media.frames import pick_evenly, sample_step
+from ..media.probe import PROBE_COLUMNS
 
 log = logging.getLogger("emovid")
 
@@ -65,13 +69,62 @@ def audio_features(video: MediaSource) -> dict[str, float]:
     return {"audio_rms_db": max(SILENCE_DB, 20 * np.log10(rms + 1e-10)), "audio_zcr": zcr, "has_audio": 1.0}
 
 
-def clip_features(video: MediaSource, *, num_frames: int = 8, size: tuple[int, int] = (64, 48)) -> np.ndarray:
+FEATURE_FRAMES = 8  # evenly spaced frames per clip ...
+FEATURE_SIZE = (64, 48)  # ... at this size (width, height)
+
+
+def _feature_vector(frames: np.ndarray, video: MediaSource, duration: float) -> np.ndarray:
+    values = {**colour_features(frames), **motion_features(frames), **audio_features(video), "duration": duration}
+    return np.array([values[name] for name in FEATURE_NAMES], dtype=np.float32)
+
+
+def clip_features(video: MediaSource, *, num_frames: int = FEATURE_FRAMES,
+                  size: tuple[int, int] = FEATURE_SIZE) -> np.ndarray:
     """The FEATURE_NAMES vector of one clip (path, bytes or {bytes, path}); MediaError if it cannot be read."""
     info = probe(video, decode_check=False)
     frames = sample_frames(video, num_frames, width=size[0], height=size[1], total_frames=info.num_frames)
-    values = {**colour_features(frames), **motion_features(frames), **audio_features(video),
-              "duration": float(info.duration)}
-    return np.array([values[name] for name in FEATURE_NAMES], dtype=np.float32)
+    return _feature_vector(frames, video, float(info.duration))
+
+
+def measure_clip(video: MediaSource) -> dict[str, Any]:
+    """Everything the build measures on a clip, from one decoding pass of its picture.
+
+    The probe values, the paper's colour attributes (`color_attributes`' frames), the label features
+    (``label_features``, `clip_features`' vector) and the factual caption's ``motion``, so that the
+    labeller and the captioner read them from the manifest instead of decoding the clip again. The sound
+    track is decoded once for the audio features.
+    """
+    info = probe(video)
+    step = sample_step(info.num_frames, FEATURE_FRAMES)
+    colour, small = ColourSums(), []
+    with open_input(video) as container:
+        if not container.streams.video:
+            raise MediaError(f"{describe(video)}: no video stream")
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        try:
+            for index, frame in enumerate(container.decode(stream)):
+                if index % COLOUR_STEP == 0:
+                    colour.add(frame.to_ndarray(format="rgb24"))
+                if index % step == 0:
+                    small.append(frame.to_ndarray(format="rgb24", width=FEATURE_SIZE[0], height=FEATURE_SIZE[1]))
+        except av.FFmpegError as exc:
+            raise MediaError(f"{describe(video)}: decoding failed ({exc})") from exc
+    attributes = colour.attributes(describe(video))
+    attributes.pop("frames_sampled")
+    if not small:
+        raise MediaError(f"{describe(video)}: no frames decoded")
+    features = _feature_vector(pick_evenly(small, FEATURE_FRAMES), video, float(info.duration))
+    return {**{k: getattr(info, k) for k in PROBE_COLUMNS}, **attributes,
+            "label_features": [float(x) for x in features], "motion": float(features[FEATURE_NAMES.index("motion")])}
+
+
+def stored_features(row: Mapping[str, Any]) -> Optional[np.ndarray]:
+    """The ``label_features`` the attributes stage stored in a manifest row (None when it has none)."""
+    values = row.get("label_features")
+    if values is None or len(values) != len(FEATURE_NAMES):
+        return None
+    return np.asarray(values, dtype=np.float32)
 
 
 def readable_features(rows: Sequence[Mapping[str, Any]], *, what: str, progress: bool = True
@@ -83,7 +136,8 @@ def readable_features(rows: Sequence[Mapping[str, Any]], *, what: str, progress:
     kept, features = [], []
     for row in tqdm(rows, desc=f"{what} features", unit="clip", disable=not progress):
         try:
-            features.append(clip_features(row["video_path"]))
+            stored = stored_features(row)
+            features.append(stored if stored is not None else clip_features(row["video_path"]))
         except (MediaError, OSError) as exc:
             log.warning("%s left out of %s: %s", row["clip_id"], what, exc)
             continue

@@ -61,10 +61,19 @@ def read_frames(src: MediaSource, **kwargs: Any) -> np.ndarray:
 def sample_frames(video: MediaSource, num_frames: int = 8, *, width: Optional[int] = None,
                   height: Optional[int] = None, total_frames: Optional[int] = None) -> np.ndarray:
     """``num_frames`` evenly spaced frames (fewer for a shorter clip) as (T, H, W, 3) uint8, decoded with PyAV."""
-    total = max(1, total_frames or probe(video, decode_check=False).num_frames)
-    step = max(1, total // max(1, num_frames))
+    step = sample_step(total_frames or probe(video, decode_check=False).num_frames, num_frames)
     frames = [f.array for f in iter_frames(video, step=step, width=width, height=height)]
     if not frames:
         raise MediaError(f"{describe(video)}: no frames decoded")
+    return pick_evenly(frames, num_frames)
+
+
+def sample_step(total_frames: int, num_frames: int) -> int:
+    """Decode every this-many frames to sample ``num_frames`` from a clip of ``total_frames``."""
+    return max(1, max(1, total_frames) // max(1, num_frames))
+
+
+def pick_evenly(frames: list[np.ndarray], num_frames: int) -> np.ndarray:
+    """``num_frames`` evenly spaced frames of ``frames`` (all of them when fewer), stacked."""
     keep = np.unique(np.linspace(0, len(frames) - 1, min(num_frames, len(frames))).round().astype(int))
     return np.stack([frames[i] for i in keep])

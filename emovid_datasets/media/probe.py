@@ -9,6 +9,9 @@ import av
 
 from .container import MediaError, MediaSource, describe, open_input
 
+# The `MediaInfo` values that become dataset columns.
+PROBE_COLUMNS = ("duration", "fps", "num_frames", "width", "height", "has_audio")
+
 
 @dataclass(frozen=True)
 class MediaInfo:
