@@ -1,4 +1,4 @@
-"""Cut-detection speed and accuracy of `builder_scripts.segment.detect_cuts` against PySceneDetect's defaults.
+"""Cut-detection speed and accuracy of `builder_scripts.stages.shot_detection.detect_cuts` against PySceneDetect's defaults.
 
     .venv/bin/python benchmarks/segment_speed.py [VIDEO] [--cuts 285,378,553] [--repeat 3]
 
@@ -30,7 +30,8 @@ from typing import Callable
 import av.logging
 import scenedetect
 
-from builder_scripts.stages.segment import ConfirmedCutDetector, detect_cuts, split_shots
+from builder_scripts.stages.shot_cutting import split_shots
+from builder_scripts.stages.shot_detection import ConfirmedCutDetector, detect_cuts
 from emovid_datasets.media import probe
 
 DEFAULT_VIDEO = Path(__file__).resolve().parents[2] / "shared" / "media" / "big_buck_bunny_480p_30s.mp4"

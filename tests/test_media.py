@@ -122,3 +122,15 @@ def test_mp4_writer_bytes_are_reproducible_at_sizes_x264_pads(tmp_path):
                 writer.write_audio(sound)
         digests.add(path.read_bytes())
     assert len(digests) == 1
+
+
+def test_scan_media_finds_media_by_suffix_and_skips_hidden_and_excluded(tmp_path):
+    from emovid_datasets.media.files import VIDEO_SUFFIXES, scan_media
+
+    for name in ("a/clip.MP4", "a/b/sticker.gif", "notes.txt", ".hidden/x.mp4", "a/.partial.mp4", "out/done.mp4"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"")
+    assert [p.as_posix() for p in scan_media(tmp_path, exclude=tmp_path / "out")] == ["a/b/sticker.gif", "a/clip.MP4"]
+    assert [p.as_posix() for p in scan_media(tmp_path, VIDEO_SUFFIXES)] == ["a/clip.MP4", "out/done.mp4"]
+    with pytest.raises(FileNotFoundError, match="not a folder"):
+        scan_media(tmp_path / "missing")

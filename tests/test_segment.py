@@ -17,8 +17,8 @@ import scenedetect
 from PIL import Image
 
 from builder_scripts.engine.manifest import read_manifest, read_rejects
-from builder_scripts.stages import segment
-from emovid_datasets.media import Mp4Writer, decode_audio, probe, read_frames
+from builder_scripts.stages import segment, shot_detection
+from emovid_datasets.media import MediaError, Mp4Writer, decode_audio, probe, read_frames
 
 FPS = 12
 SIZE = (64, 48)
@@ -81,7 +81,7 @@ def segmented(film, tmp_path_factory):
 
 
 def test_detects_hard_cuts_but_not_the_fade_or_the_pan(film):
-    assert segment.detect_cuts(film) == CUTS
+    assert shot_detection.detect_cuts(film) == CUTS
     # the fade and the pan are hard: PySceneDetect's fixed threshold (27) cuts in both
     naive = scenedetect.detect(str(film), scenedetect.ContentDetector(min_scene_len=0))
     naive = [start.frame_num for start, _ in naive[1:]]
@@ -89,13 +89,13 @@ def test_detects_hard_cuts_but_not_the_fade_or_the_pan(film):
 
 
 def test_big_buck_bunny_cuts_and_fade(shared_media):
-    cuts = segment.detect_cuts(shared_media / "big_buck_bunny_480p_30s.mp4")
+    cuts = shot_detection.detect_cuts(shared_media / "big_buck_bunny_480p_30s.mp4")
     assert len(cuts) == 3 and all(abs(c - t) <= 2 for c, t in zip(cuts, [285, 378, 553])), cuts
     assert not [c for c in cuts if c <= 48]  # the fade-in from black is not a cut
 
 
 def test_cockatoo_fast_camera_motion_is_not_a_cut(shared_media):
-    assert segment.detect_cuts(shared_media / "cockatoo.mp4") == []
+    assert shot_detection.detect_cuts(shared_media / "cockatoo.mp4") == []
 
 
 def test_no_cut_in_a_single_shot(tmp_path):
@@ -103,14 +103,14 @@ def test_no_cut_in_a_single_shot(tmp_path):
     with Mp4Writer(still, width=SIZE[0], height=SIZE[1], fps=FPS) as writer:
         for _ in range(40):
             writer.write_frame(_texture(5, *SIZE))
-    assert segment.detect_cuts(still) == []
+    assert shot_detection.detect_cuts(still) == []
 
 
 def test_unreadable_file_raises_media_error(tmp_path):
     bad = tmp_path / "bad.mp4"
     bad.write_bytes(b"not a video at all" * 100)
-    with pytest.raises(segment.MediaError, match="bad.mp4"):
-        segment.detect_cuts(bad)
+    with pytest.raises(MediaError, match="bad.mp4"):
+        shot_detection.detect_cuts(bad)
 
 
 def test_rows_match_the_detected_shots(segmented, film):
@@ -118,7 +118,7 @@ def test_rows_match_the_detected_shots(segmented, film):
     rows = read_manifest(out)
     assert summary.done == 1 and summary.rows == 4
     assert [r["clip_id"] for r in rows] == ["film-shot000", "film-shot001", "film-shot002", "film-shot004"]
-    bounds = [0, *segment.detect_cuts(film), FRAMES]
+    bounds = [0, *shot_detection.detect_cuts(film), FRAMES]
     for row in rows:
         k = row["shot_index"]
         assert (row["start_frame"], row["end_frame"]) == (bounds[k], bounds[k + 1])

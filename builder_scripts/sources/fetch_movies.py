@@ -26,6 +26,7 @@ from builder_scripts.engine.manifest import reject
 from builder_scripts.engine.runner import StageSummary, run_stage
 from builder_scripts.engine.stage import FunctionStage, Outcome
 from emovid_datasets.media import MediaError, probe, to_mp4
+from emovid_datasets.media.files import VIDEO_SUFFIXES, scan_media
 
 log = logging.getLogger("emovid.build")
 
@@ -45,7 +46,6 @@ WATCH_URL = "https://www.youtube.com/watch?v={videoid}"
 FORMAT_MERGED = "bestvideo[height<=?360][ext=mp4]+bestaudio/best[height<=?360]/best"
 # Without ffmpeg yt-dlp cannot merge, so ask for a single file that already has both streams.
 FORMAT_SINGLE = "best[height<=?360]/best"
-VIDEO_EXTENSIONS = (".mkv", ".mp4", ".webm", ".mov", ".m4v", ".avi", ".flv")
 # durations.csv holds whole seconds: a file up to this much longer is rounding, not an advert.
 TRIM_TOLERANCE = 1.0
 
@@ -152,12 +152,10 @@ def read_metadata(folder: Union[str, os.PathLike]) -> list[dict[str, Any]]:
 
 def index_video_folder(folder: Union[str, os.PathLike]) -> dict[str, Path]:
     """Map YouTube id (file stem) -> video file under ``folder`` (recursive; mkv before mp4 before webm...)."""
-    rank = {ext: i for i, ext in enumerate(VIDEO_EXTENSIONS)}
+    rank = {ext: i for i, ext in enumerate(VIDEO_SUFFIXES)}
     found: dict[str, Path] = {}
-    for path in sorted(Path(folder).rglob("*")):
+    for path in (Path(folder) / rel for rel in scan_media(folder, VIDEO_SUFFIXES)):
         ext = path.suffix.lower()
-        if ext not in rank or not path.is_file() or path.name.startswith("."):
-            continue
         best = found.get(path.stem)
         if best is None or rank[ext] < rank[best.suffix.lower()]:
             found[path.stem] = path

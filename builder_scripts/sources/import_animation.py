@@ -26,6 +26,7 @@ from builder_scripts.engine.executors import add_engine_arguments, with_engine
 from builder_scripts.engine.runner import StageSummary, run_stage
 from builder_scripts.engine.stage import FunctionStage
 from emovid_datasets.builder import COLOR_COLUMNS, PROBE_COLUMNS, is_local_path
+from emovid_datasets.media import files as media_files
 from emovid_datasets.media import to_mp4
 from emovid_datasets.records import read_json_file, read_json_lines
 from emovid_datasets.schema import FEATURES, SPLITS
@@ -43,8 +44,6 @@ class ImportOptions:
     src: str
     metadata: Optional[str] = None
     max_side: Optional[int] = None
-MEDIA_EXTENSIONS = frozenset({".mp4", ".mkv", ".webm", ".mov", ".m4v", ".avi", ".flv", ".gif", ".webp",
-                              ".mpg", ".mpeg", ".ts", ".wmv", ".3gp", ".ogv"})
 # Metadata columns that name the file, tried in this order.
 KEY_COLUMNS = ("file_name", "filename", "file", "path", "video", "video_path", "name", "stem", "clip", "id")
 # Schema columns a metadata file may supply; media, measurements and derived columns come from the stages.
@@ -56,19 +55,9 @@ CARRIED_COLUMNS = tuple(
 
 def scan_media(src_dir: Union[str, os.PathLike], exclude: Optional[Path] = None) -> list[Path]:
     """Media files under ``src_dir`` (recursive, sorted) as paths relative to it; hidden files and ``exclude`` skipped."""
-    root = Path(src_dir)
-    if not root.is_dir():
-        raise FileNotFoundError(f"{root}: --src is not a folder")
-    skip = exclude.resolve() if exclude is not None else None
-    found = []
-    for path in sorted(root.rglob("*")):
-        rel = path.relative_to(root)
-        if (path.suffix.lower() not in MEDIA_EXTENSIONS or not path.is_file()
-                or any(part.startswith(".") for part in rel.parts)
-                or (skip is not None and path.resolve().is_relative_to(skip))):
-            continue
-        found.append(rel)
-    return found
+    if not Path(src_dir).is_dir():
+        raise FileNotFoundError(f"{src_dir}: --src is not a folder")
+    return media_files.scan_media(src_dir, media_files.MEDIA_SUFFIXES, exclude=exclude)
 
 
 def assign_clip_ids(rel_paths: Sequence[Path], source: str) -> dict[Path, str]:
@@ -122,7 +111,7 @@ def match_metadata(rows: Sequence[dict[str, Any]], rel_paths: Sequence[Path],
             continue
         pure = PurePosixPath(value)
         by_path[value] = by_name[pure.name] = row
-        if pure.suffix.lower() not in MEDIA_EXTENSIONS:
+        if pure.suffix.lower() not in media_files.MEDIA_SUFFIXES:
             by_stem[pure.name] = row
     matched: dict[Path, dict[str, Any]] = {}
     for rel in rel_paths:

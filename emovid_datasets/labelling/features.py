@@ -14,7 +14,7 @@ import numpy as np
 
 from ..color import COLOUR_STEP, ColourSums, rgb_to_hsv
 from ..media import MediaError, MediaSource, NoAudioStream, decode_audio, open_input, probe, sample_frames
-from ..media.container import describe
+from ..media.container import describe, video_stream
 from ..media.frames import pick_evenly, sample_step
 from ..media.probe import PROBE_COLUMNS
 
@@ -98,10 +98,7 @@ def measure_clip(video: MediaSource) -> dict[str, Any]:
     step = sample_step(info.num_frames, FEATURE_FRAMES)
     colour, small = ColourSums(), []
     with open_input(video) as container:
-        if not container.streams.video:
-            raise MediaError(f"{describe(video)}: no video stream")
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
+        stream = video_stream(container, video)
         try:
             for index, frame in enumerate(container.decode(stream)):
                 if index % COLOUR_STEP == 0:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+from fractions import Fraction
 from typing import Any, Union
 
 import av
@@ -42,3 +43,30 @@ def open_input(src: MediaSource, **kwargs: Any) -> av.container.InputContainer:
         return av.open(io.BytesIO(payload) if isinstance(payload, bytes) else payload, mode="r", **kwargs)
     except (av.FFmpegError, OSError) as exc:
         raise MediaError(f"{describe(src)}: cannot open media ({exc})") from exc
+
+
+def video_stream(container: av.container.InputContainer, src: MediaSource, *,
+                 threaded: bool = True) -> av.video.stream.VideoStream:
+    """The first video stream of an open container (MediaError naming ``src`` when it has none).
+
+    ``threaded`` lets FFmpeg pick slice or frame threads, which is what every full decode here wants.
+    """
+    if not container.streams.video:
+        raise MediaError(f"{describe(src)}: no video stream")
+    stream = container.streams.video[0]
+    if threaded:
+        stream.thread_type = "AUTO"
+    return stream
+
+
+def nominal_rate(stream: av.video.stream.VideoStream, src: MediaSource) -> Fraction:
+    """The stream's nominal frame rate (average, else guessed); MediaError naming ``src`` when unknown."""
+    rate = stream.average_rate or stream.guessed_rate
+    if not rate:
+        raise MediaError(f"{describe(src)}: unknown frame rate")
+    return Fraction(rate.numerator, rate.denominator)
+
+
+def frame_time(frame: av.frame.Frame, index: int, rate: Fraction) -> float:
+    """Seconds at which a decoded frame is shown: its timestamp, else its index at the nominal ``rate``."""
+    return float(frame.time) if frame.time is not None else index / float(rate)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any, Iterator, Optional
 
 import av
 import numpy as np
 
-from .container import MediaError, MediaSource, describe, open_input
+from .container import MediaError, MediaSource, describe, frame_time, open_input, video_stream
 from .probe import probe
 
 
@@ -36,16 +37,14 @@ def iter_frames(
     if step < 1:
         raise ValueError("step must be >= 1")
     with open_input(src) as container:
-        if not container.streams.video:
-            raise MediaError(f"{describe(src)}: no video stream")
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
+        stream = video_stream(container, src)
+        rate = stream.average_rate or stream.guessed_rate or Fraction(25)  # only for frames without timestamps
         try:
             for index, frame in enumerate(container.decode(stream)):
                 if index % step:
                     continue
-                time = float(frame.time) if frame.time is not None else index / float(stream.average_rate or 25)
-                yield Frame(index, time, frame.to_ndarray(format=format, width=width, height=height))
+                yield Frame(index, frame_time(frame, index, rate),
+                            frame.to_ndarray(format=format, width=width, height=height))
         except av.FFmpegError as exc:
             raise MediaError(f"{describe(src)}: decoding failed ({exc})") from exc
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import av
 
-from .container import MediaError, MediaSource, describe, open_input
+from .container import MediaError, MediaSource, describe, open_input, video_stream
 
 # The `MediaInfo` values that become dataset columns.
 PROBE_COLUMNS = ("duration", "fps", "num_frames", "width", "height", "has_audio")
@@ -46,9 +46,7 @@ def _count_video_packets(container: av.container.InputContainer, stream: av.vide
 def probe(src: MediaSource, *, decode_check: bool = True) -> MediaInfo:
     """Read stream metadata; with ``decode_check`` also decode the first frame to prove the clip is usable."""
     with open_input(src) as container:
-        if not container.streams.video:
-            raise MediaError(f"{describe(src)}: no video stream")
-        stream = container.streams.video[0]
+        stream = video_stream(container, src, threaded=False)
         audio = container.streams.audio[0] if container.streams.audio else None
         width, height = stream.codec_context.width, stream.codec_context.height
         rate = stream.average_rate or stream.guessed_rate

@@ -11,7 +11,7 @@ import av
 import numpy as np
 
 from ..atomic import atomic_path
-from .container import MediaError, MediaSource, describe, open_input
+from .container import MediaError, MediaSource, describe, frame_time, open_input, video_stream
 
 MAX_FPS = 60
 
@@ -133,8 +133,7 @@ def to_mp4(
 
     info = probe(src, decode_check=False)
     with open_input(src) as container:
-        vstream = container.streams.video[0]
-        vstream.thread_type = "AUTO"
+        vstream = video_stream(container, src)
         rate = _output_rate(fps or info.fps)
         scale = 1.0
         if max_side and max(info.width, info.height) > max_side:
@@ -165,7 +164,7 @@ def to_mp4(
                     if isinstance(frame, av.AudioFrame):
                         write_sound(resampler.resample(frame))
                     else:
-                        t = float(frame.time) if frame.time is not None else writer.frames_written / float(rate)
+                        t = frame_time(frame, writer.frames_written, rate)
                         start = t if start is None else start
                         slot = min(round((t - start) * rate), last_slot)
                         # Fill the grid up to this frame's slot with the previous frame, then write this one.

@@ -9,13 +9,14 @@ selected frames are converted to RGB (scaled by the resize plan in the same swsc
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import Any, Callable, Sequence
 
 import av
 import numpy as np
 
 from emovid_datasets.media import MediaError, MediaSource, open_input
-from emovid_datasets.media.container import describe, media_payload
+from emovid_datasets.media.container import describe, frame_time, media_payload, video_stream
 
 from .resize import ResizePlan
 from .sampling import TIME_EPS
@@ -56,11 +57,8 @@ def decode_window(src: MediaSource, times: Sequence[float], plan_for: PlanFor, *
     """
     window = Window()
     with open_input(src) as container:
-        if not container.streams.video:
-            raise MediaError(f"{describe(src)}: no video stream")
-        stream = container.streams.video[0]
+        stream = video_stream(container, src, threaded=threads != 1)
         if threads != 1:
-            stream.thread_type = "AUTO"
             stream.thread_count = threads
         plan = plan_for(stream.codec_context.height, stream.codec_context.width)
         origin = float(stream.start_time * stream.time_base) if stream.start_time is not None else None
@@ -82,8 +80,7 @@ def decode_window(src: MediaSource, times: Sequence[float], plan_for: PlanFor, *
         try:
             for frame in container.decode(stream):
                 window.decoded += 1
-                time = float(frame.time) if frame.time is not None else (window.decoded - 1) / float(
-                    stream.average_rate or 25)
+                time = frame_time(frame, window.decoded - 1, stream.average_rate or Fraction(25))
                 if origin is None:
                     origin = time
                 time -= origin
