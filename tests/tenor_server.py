@@ -144,9 +144,10 @@ class TenorServer:
             return
         frames = 1 if sticker_id in self.static else 6
         color = _color(sticker_id)
-        gif = make_gif(Path(self._dir.name) / f"{sticker_id}.gif", frames=frames, size=SIZE,
+        stem = hashlib.sha1(sticker_id.encode()).hexdigest()  # ids may be hostile (tests send "../" ones)
+        gif = make_gif(Path(self._dir.name) / f"{stem}.gif", frames=frames, size=SIZE,
                        colors=(color, tuple(255 - c for c in color)), duration_ms=100)
-        mp4 = make_video(Path(self._dir.name) / f"{sticker_id}.mp4", frames=frames, fps=10, size=SIZE,
+        mp4 = make_video(Path(self._dir.name) / f"{stem}.mp4", frames=frames, fps=10, size=SIZE,
                          color=color, audio=False)
         self.media[(sticker_id, "gif")] = gif.read_bytes()
         self.media[(sticker_id, "mp4")] = mp4.read_bytes()

@@ -367,3 +367,19 @@ def test_a_damaged_crawl_state_is_named(tmp_path):
     with TenorServer(CATALOGUE, key=KEY) as server:
         with pytest.raises(ValueError, match=STATE_FILE + " line 1: not valid JSON"):
             crawl(tmp_path, client_for(server))
+
+
+def test_a_hostile_result_id_never_becomes_a_path_outside_out(tmp_path):
+    evil = "../../../../" + str(tmp_path / "escaped").lstrip("/")
+    shell = "x$(touch pwned) y"
+    out = tmp_path / "out"
+    with TenorServer({"funny": [evil, shell, ".._x", "..x"]}, key=KEY) as server:
+        crawl(out, client_for(server), queries={"amusement": ("funny",)}, limit=5)
+    rows, rejects = read_manifest(out), read_rejects(out)
+    ids = [r["clip_id"] for r in rows] + [r["clip_id"] for r in rejects]
+    assert len(ids) == len(set(ids)) == 4  # distinct ids stay distinct
+    assert all("/" not in i and ".." not in i and "$" not in i and " " not in i for i in ids)
+    assert {r["tenor_id"] for r in rows} == {".._x", "..x"}  # the real id is kept as data
+    for row in rows:
+        assert Path(row["video_path"]).resolve().parent == (out / "clips").resolve()
+    assert not list(tmp_path.glob("escaped*")) and not (Path.cwd() / "pwned").exists()

@@ -242,3 +242,11 @@ def test_format_preference_is_cmds_360p_choice():
         single = [f["format_id"] for f in ydl.build_format_selector(fetch_movies.FORMAT_SINGLE)(context)]
     assert merged == ["134+140"]  # 360p mp4 video + best audio, merged (needs ffmpeg)
     assert single == ["18"]  # without ffmpeg: the 360p file that has both streams
+
+
+def test_a_hostile_video_id_becomes_a_safe_clip_id():
+    from builder_scripts.sources.fetch_movies import movie_inputs
+
+    ids = [item["clip_id"] for item in movie_inputs([{"videoid": v} for v in ("dQw4w9WgXcQ", "../../etc/x", "$(rm -rf ~)")])]
+    assert ids[0] == "cmd-dQw4w9WgXcQ"  # a real YouTube id is kept as it is
+    assert len(set(ids)) == 3 and all("/" not in i and ".." not in i and "$" not in i and " " not in i for i in ids)

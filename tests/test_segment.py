@@ -258,3 +258,11 @@ def test_cli_scans_folders_in_parallel(film, tmp_path):
     (tmp_path / "videos" / "reel.mkv").write_bytes(film.read_bytes())
     with pytest.raises(ValueError, match="reel"):
         segment.collect_videos([tmp_path / "videos"])
+
+
+def test_file_stems_become_safe_clip_ids(film, tmp_path):
+    odd = tmp_path / "videos" / "my film $(echo hi) 🎬.mp4"
+    odd.parent.mkdir()
+    odd.write_bytes(film.read_bytes())
+    [item] = segment.collect_videos([tmp_path / "videos"])
+    assert item["clip_id"] == "my_film_echo_hi" and item["video_path"] == str(odd)

@@ -42,6 +42,7 @@ from builder_scripts.sources.tenor import (
 )
 from emovid_datasets.atomic import atomic_write_text
 from emovid_datasets.media import MediaError, probe, to_mp4
+from emovid_datasets.media.files import safe_remote_id
 from emovid_datasets.records import read_json_file
 from emovid_datasets.taxonomy import STICKER_QUERIES
 
@@ -113,7 +114,7 @@ def result_item(result: Mapping[str, Any], query: str, emotion: str, media_forma
     rendition, media = picked if picked else (None, {})
     tenor_id = str(result["id"])
     return {
-        "clip_id": f"sticker-{tenor_id}", "tenor_id": tenor_id, "query": query, "emotion": emotion,
+        "clip_id": f"sticker-{safe_remote_id(tenor_id)}", "tenor_id": tenor_id, "query": query, "emotion": emotion,
         "title": str(result.get("title") or ""), "description": str(result.get("content_description") or ""),
         "tags": as_list(result.get("tags")), "flags": as_list(result.get("flags")),
         "origin": result.get("itemurl") or result.get("url") or f"tenor:{tenor_id}",

@@ -26,7 +26,7 @@ from builder_scripts.engine.manifest import reject
 from builder_scripts.engine.runner import StageSummary, run_stage
 from builder_scripts.engine.stage import FunctionStage, Outcome
 from emovid_datasets.media import MediaError, probe, to_mp4
-from emovid_datasets.media.files import VIDEO_SUFFIXES, scan_media
+from emovid_datasets.media.files import VIDEO_SUFFIXES, safe_remote_id, scan_media
 
 log = logging.getLogger("emovid.build")
 
@@ -237,8 +237,8 @@ def fetch_clip(item: dict[str, Any], *, out_dir: str, download: bool = True, url
 
 def movie_inputs(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """Stage inputs: metadata records with the manifest's id, source and (YouTube) origin."""
-    return [{"clip_id": f"cmd-{r['videoid']}", "source": "movie", "origin": WATCH_URL.format(videoid=r["videoid"]),
-             **r} for r in records]
+    return [{"clip_id": f"cmd-{safe_remote_id(r['videoid'])}", "source": "movie",
+             "origin": WATCH_URL.format(videoid=r["videoid"]), **r} for r in records]
 
 
 def run_fetch_movies(metadata: Union[str, os.PathLike], out_dir: Union[str, os.PathLike], *,

@@ -62,11 +62,7 @@ def scan_media(src_dir: Union[str, os.PathLike], exclude: Optional[Path] = None)
 
 def assign_clip_ids(rel_paths: Sequence[Path], source: str) -> dict[Path, str]:
     """``{source}-{stem}`` per file; stems that clash get a suffix from their relative path's hash (deterministic)."""
-    def safe(stem: str) -> str:
-        text = re.sub(r"[^A-Za-z0-9._-]+", "_", stem).strip("._-")
-        return text or hashlib.sha1(stem.encode("utf-8")).hexdigest()[:8]
-
-    base = {rel: f"{source}-{safe(rel.stem)}" for rel in rel_paths}
+    base = {rel: f"{source}-{media_files.safe_name(rel.stem)}" for rel in rel_paths}
     counts: dict[str, int] = {}
     for clip_id in base.values():
         counts[clip_id] = counts.get(clip_id, 0) + 1

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
@@ -33,3 +35,20 @@ def scan_media(folder: Union[str, os.PathLike], suffixes: Sequence[str] = MEDIA_
             continue
         found.append(rel)
     return found
+
+
+def safe_name(text: str) -> str:
+    """``text`` as a file-name part: runs of anything but ``A-Za-z0-9._-`` become ``_``, no leading or trailing
+    ``._-`` (so never ``..`` or a hidden file); a short hash when nothing is left."""
+    clean = re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._-")
+    return clean or hashlib.sha1(text.encode("utf-8")).hexdigest()[:8]
+
+
+def safe_remote_id(remote_id: str, *, max_length: int = 64) -> str:
+    """A remote service's id as a file-name part: unchanged when already safe, else `safe_name` plus a hash of
+    the original (``../../x`` and ``.._x`` stay distinct), so an id can never reach outside its folder."""
+    text = str(remote_id)
+    clean = safe_name(text)[:max_length]
+    if clean == text:
+        return clean
+    return f"{clean}-{hashlib.sha1(text.encode('utf-8')).hexdigest()[:8]}"
