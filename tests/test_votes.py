@@ -143,3 +143,22 @@ def test_simulated_annotators_are_seeded_noisy_voters():
     assert 0.75 < sum(r.kept for r in kept) / 300 < 0.98  # most clips survive the 2-of-3 rule
     with pytest.raises(ValueError, match="error_rate"):
         simulate_votes(truth, error_rate=0.9, none_rate=0.2)
+
+
+def test_vote_files_from_excel_and_other_messy_hands(tmp_path):
+    bom = tmp_path / "excel.csv"
+    bom.write_bytes("clip_id,annotator,label\r\nc1,ann,amusement\r\n".encode("utf-8-sig"))
+    assert read_vote_file(bom) == [{"clip_id": "c1", "annotator": "ann", "label": "amusement"}]
+
+    twice = tmp_path / "twice.csv"
+    twice.write_text("clip_id,annotator,label\nc1,ann,amusement\nc2,ann,fear\nc1,ann,amusement\n")
+    assert len(read_vote_file(twice)) == 2  # an identical repeat counts once
+    twice.write_text("clip_id,annotator,label\nc1,ann,amusement\nc2,ann,fear\nc1,ann,sadness\n")
+    with pytest.raises(ValueError, match=r"twice.csv: annotator 'ann' voted twice on 'c1'.*line 2: amusement, "
+                                         r"line 4: sadness"):
+        read_vote_file(twice)
+
+    latin = tmp_path / "latin1.csv"
+    latin.write_bytes("clip_id,annotator,label\nc1,Jos\xe9,fear\n".encode("latin-1"))
+    with pytest.raises(ValueError, match="latin1.csv: not UTF-8"):
+        read_vote_file(latin)

@@ -73,22 +73,17 @@ def aggregate_votes(votes: Sequence[str], *, min_agree: int = 2) -> VoteResult:
 def read_vote_file(path: str | os.PathLike) -> list[dict[str, str]]:
     """Votes from a CSV or JSON-lines file, one row per annotator x clip (extra columns ignored).
 
-    Raises ValueError naming the file and line for a missing column, bad JSON or an unknown label.
+    A UTF-8 byte-order mark (Excel's "CSV UTF-8") is accepted. Raises ValueError naming the file and line
+    for a missing column, bad JSON, an unknown label, text that is not UTF-8, or one annotator voting
+    twice on a clip with different labels (both lines named; an identical repeat counts once).
     """
     path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix == ".csv":
-        with path.open(newline="", encoding="utf-8") as handle:
-            reader = csv.DictReader(handle)
-            missing = [c for c in VOTE_COLUMNS if c not in (reader.fieldnames or [])]
-            if missing:
-                raise ValueError(f"{path}: missing column(s) {', '.join(missing)} (have {reader.fieldnames})")
-            records = [(reader.line_num, row) for row in reader]
-    elif suffix in (".jsonl", ".json"):
-        records = read_json_lines(path)
-    else:
-        raise ValueError(f"{path}: unsupported votes format (use .csv or .jsonl)")
-    votes = []
+    try:
+        records = _vote_records(path)
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+    votes: dict[tuple[str, str], dict[str, str]] = {}
+    first_line: dict[tuple[str, str], Any] = {}
     for line_no, row in records:
         absent = [c for c in VOTE_COLUMNS if not str(row.get(c) or "").strip()]
         if absent:
@@ -97,9 +92,29 @@ def read_vote_file(path: str | os.PathLike) -> list[dict[str, str]]:
             label = normalise_vote(row["label"])
         except ValueError as exc:
             raise ValueError(f"{path} line {line_no}: {exc}") from None
-        votes.append({"clip_id": str(row["clip_id"]).strip(), "annotator": str(row["annotator"]).strip(),
-                      "label": label})
-    return votes
+        key = (str(row["clip_id"]).strip(), str(row["annotator"]).strip())
+        if key in votes:
+            if votes[key]["label"] != label:
+                raise ValueError(f"{path}: annotator {key[1]!r} voted twice on {key[0]!r} with different labels "
+                                 f"(line {first_line[key]}: {votes[key]['label']}, line {line_no}: {label})")
+            continue
+        votes[key], first_line[key] = {"clip_id": key[0], "annotator": key[1], "label": label}, line_no
+    return list(votes.values())
+
+
+def _vote_records(path: Path) -> list[tuple[Any, dict[str, Any]]]:
+    """(line number, row) pairs of a vote file."""
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            reader = csv.DictReader(handle)
+            missing = [c for c in VOTE_COLUMNS if c not in (reader.fieldnames or [])]
+            if missing:
+                raise ValueError(f"{path}: missing column(s) {', '.join(missing)} (have {reader.fieldnames})")
+            return [(reader.line_num, row) for row in reader]
+    if suffix in (".jsonl", ".json"):
+        return list(read_json_lines(path))
+    raise ValueError(f"{path}: unsupported votes format (use .csv or .jsonl)")
 
 
 def write_vote_file(path: str | os.PathLike, votes: Iterable[dict[str, Any]]) -> Path:
