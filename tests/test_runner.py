@@ -77,3 +77,19 @@ def test_duplicate_inputs_are_refused(tmp_path):
 def test_manifest_requires_clip_id(tmp_path):
     with pytest.raises(ValueError, match="clip_id"):
         write_manifest(tmp_path, [{"value": 1}])
+
+
+def test_a_stage_command_whose_inputs_all_failed_exits_non_zero(tmp_path):
+    from factory import make_video
+
+    from builder_scripts.cli import main
+    from builder_scripts.engine.manifest import write_manifest as write
+
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"not a video" * 100)
+    write(tmp_path / "in-bad", [{"clip_id": "bad", "video_path": str(bad)}])
+    assert main(["attributes", str(tmp_path / "in-bad"), "--out", str(tmp_path / "out-bad")]) == 1
+    good = make_video(tmp_path / "good.mp4")
+    write(tmp_path / "in", [{"clip_id": "bad", "video_path": str(bad)}, {"clip_id": "good", "video_path": str(good)}])
+    assert main(["attributes", str(tmp_path / "in"), "--out", str(tmp_path / "out")]) == 0  # one row is enough
+    assert main(["attributes", str(tmp_path / "in"), "--out", str(tmp_path / "out")]) == 0  # resumed, all done

@@ -111,6 +111,15 @@ def run_stage(
     return summary
 
 
+def exit_status(summary: StageSummary) -> int:
+    """A stage command's exit code: 1 when it had inputs and none produced a row (so scripts and CI notice),
+    else 0 (a resumed run with everything already done included)."""
+    if summary.inputs and not summary.rows:
+        log.error("%s: none of the %d input(s) produced a row; the rejects say why", summary.stage, summary.inputs)
+        return 1
+    return 0
+
+
 def load_inputs(paths: Iterable[Union[str, Path]]) -> list[dict[str, Any]]:
     """Concatenate the manifests of previous stages' folders (one stage usually reads one folder)."""
     items: list[dict[str, Any]] = []

@@ -23,7 +23,7 @@ from typing import Any, Optional, Sequence, Union
 
 from builder_scripts.engine.executors import add_engine_arguments, with_engine
 from builder_scripts.engine.manifest import reject
-from builder_scripts.engine.runner import StageSummary, run_stage
+from builder_scripts.engine.runner import StageSummary, exit_status, run_stage
 from builder_scripts.engine.stage import FunctionStage, Outcome
 from emovid_datasets.media import MediaError, probe, to_mp4
 from emovid_datasets.media.files import VIDEO_SUFFIXES, safe_remote_id, scan_media
@@ -267,13 +267,13 @@ def run_fetch_movies(metadata: Union[str, os.PathLike], out_dir: Union[str, os.P
 
 def _command(args: argparse.Namespace) -> int:
     try:
-        run_fetch_movies(args.metadata, args.out, from_dir=args.from_dir, limit=args.limit, workers=args.workers,
+        summary = run_fetch_movies(args.metadata, args.out, from_dir=args.from_dir, limit=args.limit, workers=args.workers,
                          url_template=args.url_template, max_side=args.max_side,
                          keep_downloads=args.keep_downloads, retry_rejects=args.retry_rejects)
     except ImportError as exc:
         log.error("%s", exc)
         return 2
-    return 0
+    return exit_status(summary)
 
 
 def add_command(subparsers: argparse._SubParsersAction) -> None:

@@ -23,7 +23,7 @@ from typing import Any, Optional, Sequence, Union
 import datasets
 
 from builder_scripts.engine.executors import add_engine_arguments, with_engine
-from builder_scripts.engine.runner import StageSummary, run_stage
+from builder_scripts.engine.runner import StageSummary, exit_status, run_stage
 from builder_scripts.engine.stage import FunctionStage
 from emovid_datasets.builder import COLOR_COLUMNS, PROBE_COLUMNS, is_local_path
 from emovid_datasets.media import files as media_files
@@ -209,5 +209,6 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-side", type=int, help="downscale so the longer side is at most this many pixels")
     p.add_argument("--retry-rejects", action="store_true", help="try again the files rejected by an earlier run")
     add_engine_arguments(p)
-    p.set_defaults(func=with_engine(lambda a: run_import(a.src, a.out, metadata=a.metadata, source=a.source, workers=a.workers,
-                                                         max_side=a.max_side, retry_rejects=a.retry_rejects) and 0))
+    p.set_defaults(func=with_engine(lambda a: exit_status(run_import(
+        a.src, a.out, metadata=a.metadata, source=a.source, workers=a.workers, max_side=a.max_side,
+        retry_rejects=a.retry_rejects))))

@@ -31,7 +31,7 @@ import numpy as np
 
 from builder_scripts.engine.executors import with_engine
 from builder_scripts.engine.manifest import reject, write_manifest, write_rejects
-from builder_scripts.engine.runner import StageSummary, load_inputs, run_batched_stage
+from builder_scripts.engine.runner import StageSummary, exit_status, load_inputs, run_batched_stage
 from builder_scripts.engine.stage import BatchStage, Outcome, Resources
 from builder_scripts.stages.vlm_options import add_vlm_arguments, model_resources, vlm_settings
 from emovid_datasets.atomic import atomic_write_text
@@ -345,9 +345,9 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         from emovid_datasets.labelling import VLMLabeller
 
         load = functools.partial(VLMLabeller, args.vlm, **vlm_settings(args))
-    predict_labels(load_inputs([args.input]), args.out, load=load, resources=model_resources(args),
-                   holdout=args.holdout, seed=args.seed, batch_size=args.batch_size)
-    return 0
+    summary = predict_labels(load_inputs([args.input]), args.out, load=load, resources=model_resources(args),
+                             holdout=args.holdout, seed=args.seed, batch_size=args.batch_size)
+    return exit_status(summary)
 
 
 def _cmd_report(args: argparse.Namespace) -> int:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Sequence, Union
 
 from builder_scripts.engine.executors import add_engine_arguments, with_engine
-from builder_scripts.engine.runner import StageSummary, load_inputs, run_stage
+from builder_scripts.engine.runner import StageSummary, exit_status, load_inputs, run_stage
 from builder_scripts.engine.stage import FunctionStage
 from emovid_datasets.labelling.features import measure_clip
 
@@ -39,4 +39,4 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="output stage folder")
     p.add_argument("--workers", type=int, default=1, help="parallel processes")
     add_engine_arguments(p)
-    p.set_defaults(func=with_engine(lambda a: run_attributes(load_inputs(a.inputs), a.out, workers=a.workers) and 0))
+    p.set_defaults(func=with_engine(lambda a: exit_status(run_attributes(load_inputs(a.inputs), a.out, workers=a.workers))))

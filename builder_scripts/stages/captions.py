@@ -17,7 +17,7 @@ from typing import Any, Callable, Optional, Sequence, Union
 
 from builder_scripts.engine.executors import with_engine
 from builder_scripts.engine.manifest import reject
-from builder_scripts.engine.runner import StageSummary, load_inputs, run_batched_stage
+from builder_scripts.engine.runner import StageSummary, exit_status, load_inputs, run_batched_stage
 from builder_scripts.engine.stage import BatchStage, Outcome, Resources
 from builder_scripts.stages.vlm_options import add_vlm_arguments, model_resources, vlm_settings
 from emovid_datasets.options import add_dataclass_arguments
@@ -93,9 +93,8 @@ def _cmd_caption(args: argparse.Namespace) -> int:
         from emovid_datasets.labelling import VLMCaptioner
 
         load = functools.partial(VLMCaptioner, args.vlm, **vlm_settings(args))
-    run_captions(load_inputs([args.input]), args.out, load=load, resources=model_resources(args),
-                 batch_size=args.batch_size, overwrite=args.overwrite)
-    return 0
+    return exit_status(run_captions(load_inputs([args.input]), args.out, load=load, resources=model_resources(args),
+                                    batch_size=args.batch_size, overwrite=args.overwrite))
 
 
 def add_command(subparsers: argparse._SubParsersAction) -> None:

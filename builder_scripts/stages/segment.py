@@ -14,7 +14,7 @@ from typing import Any, Sequence, Union
 
 from builder_scripts.engine.executors import add_engine_arguments, with_engine
 from builder_scripts.engine.manifest import read_manifest
-from builder_scripts.engine.runner import StageSummary, run_stage
+from builder_scripts.engine.runner import StageSummary, exit_status, run_stage
 from builder_scripts.engine.stage import FunctionStage, Outcome
 from builder_scripts.stages.shot_cutting import STAGE, SegmentOptions, split_shots
 from emovid_datasets.media.files import VIDEO_SUFFIXES, safe_name, scan_media
@@ -78,5 +78,5 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:
     add_dataclass_arguments(p, SegmentOptions)
     p.add_argument("--workers", type=int, default=1, help="parallel processes (one source video each)")
     add_engine_arguments(p)
-    p.set_defaults(func=with_engine(lambda a: run_segment(collect_videos(a.inputs), a.out, min_seconds=a.min_seconds,
-                                                          max_seconds=a.max_seconds, workers=a.workers) and 0))
+    p.set_defaults(func=with_engine(lambda a: exit_status(run_segment(
+        collect_videos(a.inputs), a.out, min_seconds=a.min_seconds, max_seconds=a.max_seconds, workers=a.workers))))
