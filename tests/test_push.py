@@ -184,3 +184,21 @@ def test_load_dataset_streams_and_downloads_through_the_same_hub(hub: FakeHub, d
     assert got["emotion"] == ours.features["emotion"].names
     assert got["source"] == ours.features["source"].names
     assert got["shards"] == 2 and hub.ranged_reads > 0  # Parquet read with Range requests
+
+
+def test_push_to_an_unreachable_endpoint_says_so_in_one_line(tmp_path):
+    import socket
+
+    with socket.socket() as sock:  # a port nobody listens on: bound, never listening, so connections are refused
+        sock.bind(("127.0.0.1", 0))
+        refused = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        dataset = make_dataset(tmp_path / "dataset", evaluator=False)
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE"))}
+        env.update(HF_ENDPOINT=refused, HF_TOKEN=TOKEN, HF_HOME=str(tmp_path / "hf-home"))
+        proc = subprocess.run([sys.executable, "-m", "builder_scripts.cli", "push", str(dataset), "--repo-id", REPO],
+                              env=env, capture_output=True, text=True, timeout=120,
+                              cwd=Path(__file__).resolve().parents[1])
+    assert proc.returncode == 1
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert refused in lines[0] and "run the same command again to resume" in lines[0] and TOKEN not in proc.stderr

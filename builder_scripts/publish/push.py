@@ -181,6 +181,8 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:
 def _run(args: argparse.Namespace) -> int:
     if not args.verbose:  # one line per HTTP request is noise unless debugging
         logging.getLogger("httpx2").setLevel(logging.WARNING)
+    import httpx2  # huggingface_hub's HTTP client
+    from huggingface_hub import constants
     from huggingface_hub.errors import HfHubHTTPError
 
     started = time.monotonic()
@@ -189,6 +191,10 @@ def _run(args: argparse.Namespace) -> int:
     except HfHubHTTPError as exc:
         log.error("push %s stopped: %s; files committed so far are kept, run the same command again to resume",
                   args.repo_id, str(exc).splitlines()[0])
+        return 1
+    except httpx2.TransportError as exc:  # refused, unreachable, timed out: one line, not a traceback
+        log.error("push %s stopped: cannot reach %s (%s: %s); files committed before this are kept, run the same "
+                  "command again to resume", args.repo_id, constants.ENDPOINT, type(exc).__name__, exc)
         return 1
     print(f"{report.summary()}, {time.monotonic() - started:.1f}s")
     return 0
