@@ -383,3 +383,16 @@ def test_a_hostile_result_id_never_becomes_a_path_outside_out(tmp_path):
     for row in rows:
         assert Path(row["video_path"]).resolve().parent == (out / "clips").resolve()
     assert not list(tmp_path.glob("escaped*")) and not (Path.cwd() / "pwned").exists()
+
+
+def test_a_refused_connection_fails_at_once_without_retrying():
+    import socket
+
+    sleeps = Sleeps()
+    with socket.socket() as sock:  # bound, never listening: connections are refused
+        sock.bind(("127.0.0.1", 0))
+        client = TenorClient(KEY, endpoint=f"http://127.0.0.1:{sock.getsockname()[1]}", rps=1000.0, timeout=5,
+                             backoff=Backoff(max_retries=5, base=1.0, sleep=sleeps))
+        with pytest.raises(TenorUnavailable, match="connection refused") as failure:
+            client.search("funny")
+    assert sleeps.calls == [] and KEY not in str(failure.value)

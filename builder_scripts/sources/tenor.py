@@ -130,10 +130,27 @@ def parse_retry_after(value: Optional[str]) -> Optional[float]:
     return max(0.0, when.timestamp() - time.time())
 
 
+def _refused(exc: BaseException) -> bool:
+    """Whether a requests error comes from a refused TCP connection (the cause chain holds ConnectionRefusedError)."""
+    seen: set[int] = set()
+    todo: list[BaseException] = [exc]
+    while todo:
+        error = todo.pop()
+        if id(error) in seen:
+            continue
+        seen.add(id(error))
+        if isinstance(error, ConnectionRefusedError):
+            return True
+        todo.extend(e for e in (error.__cause__, error.__context__, *getattr(error, "args", ()),
+                                getattr(error, "reason", None)) if isinstance(e, BaseException))
+    return False
+
+
 def get_with_retries(session: requests.Session, url: str, *, params: Optional[Mapping[str, Any]] = None,
                      timeout: float, backoff: Backoff, limiter: Optional[RateLimiter] = None,
                      secret: Optional[str] = None, stream: bool = False) -> requests.Response:
-    """GET ``url``, retrying 429, 5xx and network errors per ``backoff``; other answers are returned as is.
+    """GET ``url``, retrying 429, 5xx and network errors per ``backoff`` (a refused connection fails at once);
+    other answers are returned as is.
 
     Raises TenorUnavailable (key scrubbed) once the retries are spent.
     """
@@ -145,6 +162,8 @@ def get_with_retries(session: requests.Session, url: str, *, params: Optional[Ma
         try:
             response = session.get(url, params=params, timeout=timeout, stream=stream)
         except requests.RequestException as exc:
+            if _refused(exc):  # nothing listens there: retrying will not help, and the wait would be long
+                raise TenorUnavailable(f"GET {shown}: connection refused (is the endpoint right and up?)") from None
             # requests wraps urllib3's error, whose `reason` says what happened without repeating the URL.
             cause = getattr(exc.args[0] if exc.args else None, "reason", None) or exc
             problem = f"{type(exc).__name__}: {scrub(str(cause), secret)}"
