@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import re
-import tempfile
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
@@ -30,6 +30,9 @@ DEFAULT_MAX_SHARD_SIZE = "500MB"
 DEFAULT_MIN_SHARDS = 8
 ROW_GROUP_BYTES = 64 << 20
 SHARD_NAME = re.compile(r"^(?P<split>[a-z_]+)-(?P<index>\d{5})-of-(?P<total>\d{5})\.parquet$")
+
+BUILD_DIR = "_build"  # the build's own files in a dataset folder (rejects, stats, its cache); never published
+CACHE_NAME = "arrow-cache"
 
 
 def parse_size(size: Union[int, str]) -> int:
@@ -128,8 +131,12 @@ def write_shards(
     out_dir = Path(out_dir)
     max_bytes = parse_size(max_shard_size)
     remove_leftovers(out_dir / "data")
-    with tempfile.TemporaryDirectory(prefix="emovid-build-") as tmp_cache:
-        builder = EmoVidBuilder(config_name="default", manifest=str(manifest), cache_dir=tmp_cache)
+    # The Arrow cache (a full copy with media) lives in the output's own work folder, not the system temp
+    # folder, so a killed build leaves it where the next build finds and removes it.
+    cache = out_dir / BUILD_DIR / CACHE_NAME
+    shutil.rmtree(cache, ignore_errors=True)
+    try:
+        builder = EmoVidBuilder(config_name="default", manifest=str(manifest), cache_dir=str(cache))
         builder.download_and_prepare(download_mode=datasets.DownloadMode.FORCE_REDOWNLOAD)
         full = builder.as_dataset()
         result = ExportResult(root=out_dir, rejects=list(builder.rejects))
@@ -151,4 +158,6 @@ def write_shards(
         for split in full:
             meta = full[split].remove_columns(["video", "audio"])
             result.dataset[split] = datasets.Dataset.from_dict(meta.to_dict(), features=meta.features)
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
     return result

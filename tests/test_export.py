@@ -212,3 +212,21 @@ def test_an_unparsable_manifest_is_named(tmp_path):
     lines.write_text('{"clip_id": "a"}\n{"clip_id": \n')
     with pytest.raises(ValueError, match=r"clips\.jsonl: cannot read it as a jsonl manifest"):
         read_table_file(lines)
+
+
+def test_the_build_cache_stays_in_the_output_and_a_killed_builds_leftover_is_removed(tmp_path, monkeypatch):
+    import tempfile
+
+    from emovid_datasets.export import BUILD_DIR, CACHE_NAME
+
+    system_tmp = tmp_path / "system-tmp"
+    system_tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(system_tmp))
+    out = tmp_path / "dataset"
+    leftover = out / BUILD_DIR / CACHE_NAME / "default" / "half-written.arrow"  # what a SIGKILLed build leaves
+    leftover.parent.mkdir(parents=True)
+    leftover.write_bytes(b"\0" * 4096)
+    build_dataset(make_manifest(tmp_path / "src"), out, min_shards=1, evaluator=False, progress=False)
+    assert not (out / BUILD_DIR / CACHE_NAME).exists()
+    assert not [p for p in system_tmp.rglob("*") if p.suffix == ".arrow" or p.name.startswith("emovid-build-")]
+    assert load_emovid(str(out), "default", decode_media=False)["train"].num_rows > 0

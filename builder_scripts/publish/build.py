@@ -20,12 +20,11 @@ from builder_scripts.publish.card import card_statistics, write_card
 from emovid_datasets.atomic import atomic_write_bytes, atomic_write_text
 from emovid_datasets.builder import read_table_file
 from emovid_datasets.evaluation.evaluator import EVALUATOR_DIR, train_evaluator
-from emovid_datasets.export import DEFAULT_MAX_SHARD_SIZE, DEFAULT_MIN_SHARDS, ExportResult, write_shards
+from emovid_datasets.export import BUILD_DIR, DEFAULT_MAX_SHARD_SIZE, DEFAULT_MIN_SHARDS, ExportResult, write_shards
 from emovid_datasets.labelling.labeller import LABELLER_DIR, VALIDATION_FILE
 from emovid_datasets.options import add_dataclass_arguments, given_options
 
 log = logging.getLogger("emovid.build")
-BUILD_DIR = "_build"
 
 
 @dataclass(frozen=True)
