@@ -10,16 +10,18 @@ stage in `builder_scripts` from `card_metadata` plus measured statistics.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Iterator, Optional, Sequence, Union
 
 import datasets
 from datasets.utils.metadata import MetadataConfigs
 from huggingface_hub import DatasetCardData
+from tqdm.auto import tqdm
 
 from .atomic import atomic_path, remove_leftovers
 from .builder import EmoVidBuilder
@@ -94,9 +96,12 @@ def card_metadata(configs: dict[str, list[str]]) -> DatasetCardData:
     return card_data
 
 
-def _write_split(ds: datasets.Dataset, folder: Path, split: str, max_shard_bytes: int, min_shards: int) -> list[Path]:
+def _write_split(ds: datasets.Dataset, folder: Path, split: str, max_shard_bytes: int, min_shards: int,
+                 bar: tqdm) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     total = shard_count(len(ds), ds.data.nbytes, max_shard_bytes, min_shards)
+    bar.total = (bar.total or 0) + total
+    bar.refresh()
     written: list[Path] = []
     for index in range(total):
         shard = ds.shard(num_shards=total, index=index, contiguous=True)
@@ -105,6 +110,7 @@ def _write_split(ds: datasets.Dataset, folder: Path, split: str, max_shard_bytes
         with atomic_path(path) as tmp:
             shard.to_parquet(str(tmp), batch_size=max(1, ROW_GROUP_BYTES // avg_row))
         written.append(path)
+        bar.update()
     _remove_stale_shards(folder, split, keep=written)
     return written
 
@@ -122,8 +128,11 @@ def write_shards(
     *,
     max_shard_size: Union[int, str] = DEFAULT_MAX_SHARD_SIZE,
     min_shards: int = DEFAULT_MIN_SHARDS,
+    progress: bool = True,
 ) -> ExportResult:
     """Build every config and split from ``manifest`` into ``out_dir/data`` and return what was written.
+
+    Shows one progress bar over the shards; `datasets`' own per-step bars and messages are silenced meanwhile.
 
     Shards of a config or split that no longer has rows (a source or the benchmark dropped since the last
     build) are removed, so the folder only ever holds this build.
@@ -135,29 +144,48 @@ def write_shards(
     # folder, so a killed build leaves it where the next build finds and removes it.
     cache = out_dir / BUILD_DIR / CACHE_NAME
     shutil.rmtree(cache, ignore_errors=True)
+    bar = tqdm(total=0, desc="build shards", unit="shard", disable=not progress)
     try:
-        builder = EmoVidBuilder(config_name="default", manifest=str(manifest), cache_dir=str(cache))
-        builder.download_and_prepare(download_mode=datasets.DownloadMode.FORCE_REDOWNLOAD)
-        full = builder.as_dataset()
-        result = ExportResult(root=out_dir, rejects=list(builder.rejects))
-        for config in CONFIGS:
-            for split in SPLITS:
-                folder = out_dir / "data" / config
-                ds = full[split] if split in full else None
-                if ds is not None and config != "default":
-                    ds = ds.filter(lambda sources, label: [s == label for s in sources], input_columns="source",
-                                   batched=True, fn_kwargs={"label": SOURCES.index(config)})
-                if ds is None or len(ds) == 0:
-                    _remove_stale_shards(folder, split)
-                    continue
-                result.shards[(config, split)] = _write_split(ds, folder, split, max_bytes, min_shards)
-                result.num_rows[(config, split)] = len(ds)
-                result.num_bytes[(config, split)] = sum(p.stat().st_size for p in result.shards[(config, split)])
-        # Keep the metadata (no media) in memory for statistics; the cache disappears with the temp dir.
-        result.dataset = datasets.DatasetDict()
-        for split in full:
-            meta = full[split].remove_columns(["video", "audio"])
-            result.dataset[split] = datasets.Dataset.from_dict(meta.to_dict(), features=meta.features)
+        with _quiet_datasets():
+            builder = EmoVidBuilder(config_name="default", manifest=str(manifest), cache_dir=str(cache))
+            builder.download_and_prepare(download_mode=datasets.DownloadMode.FORCE_REDOWNLOAD)
+            full = builder.as_dataset()
+            result = ExportResult(root=out_dir, rejects=list(builder.rejects))
+            for config in CONFIGS:
+                for split in SPLITS:
+                    folder = out_dir / "data" / config
+                    ds = full[split] if split in full else None
+                    if ds is not None and config != "default":
+                        ds = ds.filter(lambda sources, label: [s == label for s in sources], input_columns="source",
+                                       batched=True, fn_kwargs={"label": SOURCES.index(config)})
+                    if ds is None or len(ds) == 0:
+                        _remove_stale_shards(folder, split)
+                        continue
+                    result.shards[(config, split)] = _write_split(ds, folder, split, max_bytes, min_shards, bar)
+                    result.num_rows[(config, split)] = len(ds)
+                    result.num_bytes[(config, split)] = sum(p.stat().st_size for p in result.shards[(config, split)])
+            # Keep the metadata (no media) in memory for statistics; the cache is removed below.
+            result.dataset = datasets.DatasetDict()
+            for split in full:
+                meta = full[split].remove_columns(["video", "audio"])
+                result.dataset[split] = datasets.Dataset.from_dict(meta.to_dict(), features=meta.features)
     finally:
+        bar.close()
         shutil.rmtree(cache, ignore_errors=True)
     return result
+
+
+@contextlib.contextmanager
+def _quiet_datasets() -> Iterator[None]:
+    """Silence `datasets`' progress bars and info messages inside the block, restoring them after."""
+    from datasets.utils import logging as ds_logging
+
+    bars, verbosity = ds_logging.is_progress_bar_enabled(), ds_logging.get_verbosity()
+    ds_logging.disable_progress_bar()
+    ds_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        ds_logging.set_verbosity(verbosity)
+        if bars:
+            ds_logging.enable_progress_bar()

@@ -230,3 +230,22 @@ def test_the_build_cache_stays_in_the_output_and_a_killed_builds_leftover_is_rem
     assert not (out / BUILD_DIR / CACHE_NAME).exists()
     assert not [p for p in system_tmp.rglob("*") if p.suffix == ".arrow" or p.name.startswith("emovid-build-")]
     assert load_emovid(str(out), "default", decode_media=False)["train"].num_rows > 0
+
+
+def test_the_build_shows_one_bar_over_shards_and_none_of_the_datasets_bars(tmp_path, capsys, monkeypatch):
+    import sys
+
+    from datasets.utils import logging as ds_logging
+
+    # As a user's shell has them: the tests turn them off with an environment variable, which has priority.
+    monkeypatch.setattr(sys.modules[ds_logging.enable_progress_bar.__module__], "HF_DATASETS_DISABLE_PROGRESS_BARS",
+                        None)
+    ds_logging.enable_progress_bar()
+    try:
+        build_dataset(make_manifest(tmp_path / "src"), tmp_path / "out", min_shards=1, evaluator=False, progress=True)
+        assert ds_logging.is_progress_bar_enabled()  # restored afterwards
+    finally:
+        ds_logging.disable_progress_bar()
+    err = capsys.readouterr().err
+    assert "build shards" in err
+    assert "Creating parquet" not in err and "Filter" not in err and "Generating" not in err

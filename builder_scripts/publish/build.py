@@ -60,7 +60,8 @@ def build_dataset(
     """
     started = time.monotonic()
     out_dir = Path(out_dir)
-    result = write_shards(manifest, out_dir, max_shard_size=max_shard_size, min_shards=min_shards)
+    result = write_shards(manifest, out_dir, max_shard_size=max_shard_size, min_shards=min_shards,
+                          progress=progress)
     if labeller is not None:
         copy_labeller(Path(labeller), out_dir / LABELLER_DIR)
     if validation_report is not None:
