@@ -256,8 +256,10 @@ def test_cli_scans_folders_in_parallel(film, tmp_path):
     with pytest.raises(FileNotFoundError, match="missing"):
         segment.collect_videos([tmp_path / "missing"])
     (tmp_path / "videos" / "reel.mkv").write_bytes(film.read_bytes())
-    with pytest.raises(ValueError, match="reel"):
-        segment.collect_videos([tmp_path / "videos"])
+    ids = [item["clip_id"] for item in segment.collect_videos([tmp_path / "videos"])]
+    assert len(ids) == len(set(ids)) == 3 and sum(i.startswith("reel-") for i in ids) == 2  # equal stems coexist
+    with pytest.raises(ValueError, match="reel"):  # two inputs given by hand with one name are refused
+        segment.collect_videos([tmp_path / "videos" / "reel.mkv", videos / "reel.mp4"])
 
 
 def test_file_stems_become_safe_clip_ids(film, tmp_path):

@@ -12,7 +12,6 @@ import argparse
 import ast
 import csv
 import functools
-import hashlib
 import logging
 import os
 import re
@@ -61,14 +60,8 @@ def scan_media(src_dir: Union[str, os.PathLike], exclude: Optional[Path] = None)
 
 
 def assign_clip_ids(rel_paths: Sequence[Path], source: str) -> dict[Path, str]:
-    """``{source}-{stem}`` per file; stems that clash get a suffix from their relative path's hash (deterministic)."""
-    base = {rel: f"{source}-{media_files.safe_name(rel.stem)}" for rel in rel_paths}
-    counts: dict[str, int] = {}
-    for clip_id in base.values():
-        counts[clip_id] = counts.get(clip_id, 0) + 1
-    return {rel: clip_id if counts[clip_id] == 1
-            else f"{clip_id}-{hashlib.sha1(rel.as_posix().encode('utf-8')).hexdigest()[:8]}"
-            for rel, clip_id in base.items()}
+    """``{source}-{stem}`` per file (see `media.files.ids_from_paths`)."""
+    return media_files.ids_from_paths(rel_paths, f"{source}-")
 
 
 def read_metadata_file(path: Union[str, os.PathLike]) -> list[dict[str, Any]]:

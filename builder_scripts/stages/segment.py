@@ -17,7 +17,7 @@ from builder_scripts.engine.manifest import read_manifest
 from builder_scripts.engine.runner import StageSummary, exit_status, run_stage
 from builder_scripts.engine.stage import FunctionStage, Outcome
 from builder_scripts.stages.shot_cutting import STAGE, SegmentOptions, split_shots
-from emovid_datasets.media.files import VIDEO_SUFFIXES, safe_name, scan_media
+from emovid_datasets.media.files import VIDEO_SUFFIXES, ids_from_paths, safe_name, scan_media
 from emovid_datasets.options import add_dataclass_arguments
 
 
@@ -54,8 +54,8 @@ def collect_videos(paths: Sequence[Union[str, Path]]) -> list[dict[str, Any]]:
         if path.is_dir() and (path / "manifest.parquet").exists():
             items.extend(read_manifest(path))
         elif path.is_dir():
-            items.extend({"clip_id": safe_name(rel.stem), "video_path": str(path / rel)}
-                         for rel in scan_media(path, VIDEO_SUFFIXES))
+            ids = ids_from_paths(scan_media(path, VIDEO_SUFFIXES))  # equal stems in sub-folders coexist
+            items.extend({"clip_id": clip_id, "video_path": str(path / rel)} for rel, clip_id in ids.items())
         elif path.is_file():
             items.append({"clip_id": safe_name(path.stem), "video_path": str(path)})
         else:

@@ -52,3 +52,15 @@ def safe_remote_id(remote_id: str, *, max_length: int = 64) -> str:
     if clean == text:
         return clean
     return f"{clean}-{hashlib.sha1(text.encode('utf-8')).hexdigest()[:8]}"
+
+
+def ids_from_paths(rel_paths: Sequence[Path], prefix: str = "") -> dict[Path, str]:
+    """``{prefix}{safe stem}`` per file; stems that clash get a suffix from their relative path's hash
+    (deterministic, independent of listing order), so equal names in different sub-folders coexist."""
+    base = {rel: f"{prefix}{safe_name(rel.stem)}" for rel in rel_paths}
+    counts: dict[str, int] = {}
+    for clip_id in base.values():
+        counts[clip_id] = counts.get(clip_id, 0) + 1
+    return {rel: clip_id if counts[clip_id] == 1
+            else f"{clip_id}-{hashlib.sha1(rel.as_posix().encode('utf-8')).hexdigest()[:8]}"
+            for rel, clip_id in base.items()}
