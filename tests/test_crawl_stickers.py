@@ -134,7 +134,7 @@ def test_truncated_undecodable_and_static_downloads_are_rejected_with_reasons(tm
     assert sorted(rejects) == ["sticker-104", "sticker-106", "sticker-202"]
     assert "truncated download" in rejects["sticker-104"]["reason"]
     assert "undecodable gif download" in rejects["sticker-106"]["reason"]
-    assert "static sticker" in rejects["sticker-202"]["reason"]
+    assert "is static (a single frame)" in rejects["sticker-202"]["reason"]
     assert all(r["origin"] == origins[c.split("-")[1]] and r["stage"] == STAGE for c, r in rejects.items())
     kept = {r["clip_id"] for r in read_manifest(tmp_path)}
     assert kept == {"sticker-101", "sticker-102", "sticker-103", "sticker-105", "sticker-107", "sticker-201"}

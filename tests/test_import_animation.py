@@ -140,3 +140,20 @@ def test_local_path_origin_is_never_recorded_and_bad_inputs_are_clear(tmp_path):
     whole.write_text('{\n  "c1": {"caption": "x"},\n  "c2": \n}')
     with pytest.raises(ValueError, match=r"meta3\.json line 4: not valid JSON"):
         run_import(src, tmp_path / "out5", metadata=whole, progress=False)
+
+
+def test_static_media_is_rejected_as_the_crawl_rejects_it(tmp_path):
+    from PIL import Image
+
+    src = tmp_path / "src"
+    src.mkdir()
+    make_gif(src / "still.gif", frames=1)
+    Image.new("RGB", (32, 24), (10, 200, 30)).save(src / "png-in-disguise.gif", format="PNG")
+    make_gif(src / "moving.gif", frames=6)
+    out = tmp_path / "out"
+    run_import(src, out, source="sticker", progress=False)
+    assert [r["clip_id"] for r in read_manifest(out)] == ["sticker-moving"]
+    reasons = {r["clip_id"]: r["reason"] for r in read_rejects(out)}
+    assert set(reasons) == {"sticker-still", "sticker-png-in-disguise"}
+    assert all("is static (a single frame)" in why for why in reasons.values())
+    assert sorted(p.name for p in (out / "clips").iterdir()) == ["sticker-moving.mp4"]  # no still left behind

@@ -43,6 +43,7 @@ from builder_scripts.sources.tenor import (
 from emovid_datasets.atomic import atomic_write_text
 from emovid_datasets.media import MediaError, probe, to_mp4
 from emovid_datasets.media.files import safe_remote_id
+from emovid_datasets.media.probe import require_moving
 from emovid_datasets.records import read_json_file
 from emovid_datasets.taxonomy import STICKER_QUERIES
 
@@ -133,12 +134,10 @@ def fetch_sticker(item: Mapping[str, Any], *, clips_dir: Path, timeout: float, b
     dst = clips_dir / f"{item['clip_id']}.mp4"
     try:
         to_mp4({"bytes": data, "path": url}, dst, keep_audio=False)
-        info = probe(dst)
+        probe(dst)
     except MediaError as exc:
         raise MediaError(f"undecodable {item['media_format']} download: {exc}") from exc
-    if info.num_frames < 2:
-        dst.unlink()
-        raise MediaError(f"static sticker (a single frame) at {url}; use --searchfilter sticker,-static")
+    info = require_moving(dst, what=f"the sticker at {url} (use --searchfilter sticker,-static)")
     keep = ("clip_id", "tenor_id", "emotion", "query", "title", "description", "tags", "flags", "origin", "url",
             "itemurl", "created", "media_format", "media_url")
     return {**{k: item.get(k) for k in keep}, "source": "sticker", "video_path": str(dst), "has_audio": False,

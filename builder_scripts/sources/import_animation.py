@@ -27,6 +27,7 @@ from builder_scripts.engine.stage import FunctionStage
 from emovid_datasets.builder import COLOR_COLUMNS, PROBE_COLUMNS, is_local_path
 from emovid_datasets.media import files as media_files
 from emovid_datasets.media import to_mp4
+from emovid_datasets.media.probe import require_moving
 from emovid_datasets.records import read_json_file, read_json_lines
 from emovid_datasets.schema import FEATURES, SPLITS
 from emovid_datasets.taxonomy import SOURCES
@@ -159,6 +160,7 @@ def import_clip(item: dict[str, Any], *, out_dir: str, max_side: Optional[int] =
         if value is not None:
             carried[name] = value
     path = to_mp4(item["path"], Path(out_dir) / "clips" / f"{item['clip_id']}.mp4", max_side=max_side)
+    require_moving(path, what=item["source_file"])  # the crawl's rule: a 1-frame GIF or a still is no video
     return {**carried, "clip_id": item["clip_id"], "video_path": str(path), "source": item["source"],
             "origin": item["origin"], "source_file": item["source_file"]}
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, Union
 
 import av
 
@@ -79,3 +81,13 @@ def probe(src: MediaSource, *, decode_check: bool = True) -> MediaInfo:
             has_audio=audio is not None,
             video_codec=stream.codec_context.name,
         )
+
+
+def require_moving(path: Union[str, os.PathLike], *, what: str) -> MediaInfo:
+    """Probe a converted clip; one frame is a still image, not a video, so the file is removed and MediaError
+    says ``what`` is static. Import and the sticker crawl apply the same rule."""
+    info = probe(path)
+    if info.num_frames < 2:
+        Path(path).unlink(missing_ok=True)
+        raise MediaError(f"{what} is static (a single frame): a still image, not a video")
+    return info
