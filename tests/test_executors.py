@@ -96,7 +96,7 @@ def test_a_stage_declaring_a_custom_resource_is_scheduled_with_it(local_ray, tmp
     assert {r["assigned"] for r in read_manifest(tmp_path)} == {json.dumps({"CPU": 0.5, "fake_gpu": 1.0})}
 
 
-def test_a_stage_asking_for_more_than_the_cluster_has_is_refused():
+def test_negative_resources_and_an_unknown_engine_are_refused():
     with pytest.raises(ValueError, match="negative"):
         Resources(gpus=-1)
     with pytest.raises(ValueError, match="engine must be one of local, ray"):

@@ -86,6 +86,24 @@ class BatchStage(Stage):
         raise NotImplementedError
 
 
+class ModelStage(BatchStage):
+    """A batch stage around a model: ``model`` already loaded (this process), or ``load()`` run once per worker
+    by `setup`, so a Ray actor loads the model once and only the loader travels to the workers."""
+
+    def __init__(self, *, model: Any = None, load: Optional[Callable[[], Any]] = None,
+                 resources: Resources = Resources()) -> None:
+        if (model is None) == (load is None):
+            raise ValueError(f"{self.name}: give a model or a function that loads one, not both")
+        self.model, self.load, self.resources = model, load, resources
+
+    def __getstate__(self) -> dict[str, Any]:  # a worker loads its own model
+        return {**self.__dict__, "model": None} if self.load is not None else self.__dict__
+
+    def setup(self) -> None:
+        if self.model is None:
+            self.model = self.load()
+
+
 def process_item(stage: Stage, item_id: str, item: dict[str, Any]) -> tuple[str, Outcome]:
     """Run ``stage`` on one item; an exception becomes a reject with its reason, rows get ``input_id``."""
     try:

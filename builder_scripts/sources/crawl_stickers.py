@@ -134,10 +134,10 @@ def fetch_sticker(item: Mapping[str, Any], *, clips_dir: Path, timeout: float, b
     dst = clips_dir / f"{item['clip_id']}.mp4"
     try:
         to_mp4({"bytes": data, "path": url}, dst, keep_audio=False)
-        probe(dst)
+        info = probe(dst)
     except MediaError as exc:
         raise MediaError(f"undecodable {item['media_format']} download: {exc}") from exc
-    info = require_moving(dst, what=f"the sticker at {url} (use --searchfilter sticker,-static)")
+    require_moving(dst, what=f"the sticker at {url} (use --searchfilter sticker,-static)", info=info)
     keep = ("clip_id", "tenor_id", "emotion", "query", "title", "description", "tags", "flags", "origin", "url",
             "itemurl", "created", "media_format", "media_url")
     return {**{k: item.get(k) for k in keep}, "source": "sticker", "video_path": str(dst), "has_audio": False,

@@ -32,7 +32,7 @@ import numpy as np
 from builder_scripts.engine.executors import with_engine
 from builder_scripts.engine.manifest import reject, write_manifest, write_rejects
 from builder_scripts.engine.runner import StageSummary, exit_status, load_inputs, run_batched_stage
-from builder_scripts.engine.stage import BatchStage, Outcome, Resources
+from builder_scripts.engine.stage import ModelStage, Outcome, Resources
 from builder_scripts.stages.vlm_options import add_vlm_arguments, model_resources, vlm_settings
 from emovid_datasets.atomic import atomic_write_text
 from emovid_datasets.taxonomy import VOTE_CHOICES
@@ -170,27 +170,11 @@ def finetune(rows: Sequence[dict[str, Any]], out_dir: Union[str, Path], vlm: str
     return finetune_labeller(rows, out_dir, vlm, settings or FinetuneSettings(), progress=progress)
 
 
-class LabelStage(BatchStage):
-    """`annotate predict` on a batch of clips: human-labelled rows pass through, the labeller labels the rest.
-
-    The labeller is ``labeller`` (already loaded, for this process) or what ``load()`` returns, called once per
-    worker by `setup`, so a Ray actor loads the model once and only the loader travels.
-    """
+class LabelStage(ModelStage):
+    """`annotate predict` on a batch of clips: human-labelled rows pass through, the model (the labeller) labels
+    the rest."""
 
     name = f"{STAGE} predict"
-
-    def __init__(self, *, labeller: Any = None, load: Optional[Callable[[], Any]] = None,
-                 resources: Resources = Resources()) -> None:
-        if (labeller is None) == (load is None):
-            raise ValueError("give a labeller or a function that loads one, not both")
-        self.labeller, self.load, self.resources = labeller, load, resources
-
-    def __getstate__(self) -> dict[str, Any]:  # a worker loads its own model
-        return {**self.__dict__, "labeller": None} if self.load is not None else self.__dict__
-
-    def setup(self) -> None:
-        if self.labeller is None:
-            self.labeller = self.load()
 
     def _label(self, clips: list[dict[str, Any]]) -> list[tuple[Any, Optional[float]]]:
         from emovid_datasets.labelling import FeatureClassifier, VLMLabeller
@@ -199,13 +183,13 @@ class LabelStage(BatchStage):
         from emovid_datasets.labelling.quality import entropy
 
         paths = [r["video_path"] for r in clips]
-        if isinstance(self.labeller, VLMLabeller):  # a generative answer: no distribution, so no entropy
-            return [(pred, None) for pred in self.labeller.label(paths)]
+        if isinstance(self.model, VLMLabeller):  # a generative answer: no distribution, so no entropy
+            return [(pred, None) for pred in self.model.label(paths)]
         stored = [stored_features(r) for r in clips]
-        if isinstance(self.labeller, FeatureClassifier) and all(f is not None for f in stored):
-            proba = self.labeller.proba_from_features(np.stack(stored))  # measured by `attributes`: no decoding
+        if isinstance(self.model, FeatureClassifier) and all(f is not None for f in stored):
+            proba = self.model.proba_from_features(np.stack(stored))  # measured by `attributes`: no decoding
         else:
-            proba = self.labeller.predict_proba(paths)
+            proba = self.model.predict_proba(paths)
         return list(zip(argmax_predictions(proba), (entropy(p) for p in proba)))
 
     def process_batch(self, clips: list[dict[str, Any]]) -> Outcome:
@@ -234,7 +218,7 @@ class LabelStage(BatchStage):
                 continue
             outcome.rows.append({**row, "emotion": pred.emotion, "label_source": "model", "human_votes": [],
                                  "human_annotators": [], "label_confidence": pred.confidence,
-                                 "labeller": self.labeller.name, "label_entropy": spread})
+                                 "labeller": self.model.name, "label_entropy": spread})
         return outcome
 
 
@@ -260,7 +244,7 @@ def predict_labels(rows: Sequence[dict[str, Any]], out_dir: Union[str, Path], *,
             out_dir.mkdir(parents=True, exist_ok=True)
             trained.save(saved)
         load = functools.partial(FeatureClassifier.load, saved)
-    stage = LabelStage(labeller=labeller, load=load, resources=resources)
+    stage = LabelStage(model=labeller, load=load, resources=resources)
     return run_batched_stage(stage, rows, out_dir, batch_size=batch_size, progress=progress)
 
 

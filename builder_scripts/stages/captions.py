@@ -18,7 +18,7 @@ from typing import Any, Callable, Optional, Sequence, Union
 from builder_scripts.engine.executors import with_engine
 from builder_scripts.engine.manifest import reject
 from builder_scripts.engine.runner import StageSummary, exit_status, load_inputs, run_batched_stage
-from builder_scripts.engine.stage import BatchStage, Outcome, Resources
+from builder_scripts.engine.stage import ModelStage, Outcome, Resources
 from builder_scripts.stages.vlm_options import add_vlm_arguments, model_resources, vlm_settings
 from emovid_datasets.options import add_dataclass_arguments
 
@@ -33,23 +33,14 @@ class CaptionOptions:
     batch_size: int = field(default=8, metadata={"help": "clips per captioner call and checkpoint"})
 
 
-class CaptionStage(BatchStage):
-    """Caption a batch of clips with ``captioner`` (loaded) or what ``load()`` returns, once per worker."""
+class CaptionStage(ModelStage):
+    """Caption a batch of clips with the model (a captioner); ``overwrite`` replaces captions clips already have."""
 
     name = STAGE
 
-    def __init__(self, *, captioner: Any = None, load: Optional[Callable[[], Any]] = None, overwrite: bool = False,
-                 resources: Resources = Resources()) -> None:
-        if (captioner is None) == (load is None):
-            raise ValueError("give a captioner or a function that loads one, not both")
-        self.captioner, self.load, self.overwrite, self.resources = captioner, load, overwrite, resources
-
-    def __getstate__(self) -> dict[str, Any]:  # a worker loads its own model
-        return {**self.__dict__, "captioner": None} if self.load is not None else self.__dict__
-
-    def setup(self) -> None:
-        if self.captioner is None:
-            self.captioner = self.load()
+    def __init__(self, *, overwrite: bool = False, **model: Any) -> None:
+        super().__init__(**model)
+        self.overwrite = overwrite
 
     def process_batch(self, clips: list[dict[str, Any]]) -> Outcome:
         """Caption the clips that need it in one call; if the batch fails, caption clip by clip so one bad clip
@@ -58,8 +49,8 @@ class CaptionStage(BatchStage):
         need_ids = {c["clip_id"] for c in need}
         keep = [dict(c) for c in clips if c["clip_id"] not in need_ids]
         try:
-            texts = self.captioner.caption(need) if need else []
-            return Outcome(rows=keep + [{**c, "caption": t, "captioner": self.captioner.name}
+            texts = self.model.caption(need) if need else []
+            return Outcome(rows=keep + [{**c, "caption": t, "captioner": self.model.name}
                                         for c, t in zip(need, texts)])
         except Exception as exc:  # noqa: BLE001 - find the clip(s) at fault below
             if len(need) == 1:
@@ -83,7 +74,7 @@ def run_captions(rows: Sequence[dict[str, Any]], out_dir: Union[str, Path], *, c
         from emovid_datasets.labelling import FactualCaptioner
 
         load = FactualCaptioner
-    stage = CaptionStage(captioner=captioner, load=load, overwrite=overwrite, resources=resources)
+    stage = CaptionStage(model=captioner, load=load, overwrite=overwrite, resources=resources)
     return run_batched_stage(stage, rows, out_dir, batch_size=batch_size, progress=progress)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Optional, Union
 
 import av
 
@@ -83,10 +83,10 @@ def probe(src: MediaSource, *, decode_check: bool = True) -> MediaInfo:
         )
 
 
-def require_moving(path: Union[str, os.PathLike], *, what: str) -> MediaInfo:
-    """Probe a converted clip; one frame is a still image, not a video, so the file is removed and MediaError
-    says ``what`` is static. Import and the sticker crawl apply the same rule."""
-    info = probe(path)
+def require_moving(path: Union[str, os.PathLike], *, what: str, info: Optional[MediaInfo] = None) -> MediaInfo:
+    """Probe a converted clip (unless its ``info`` is given); one frame is a still image, not a video, so the file
+    is removed and MediaError says ``what`` is static. Import and the sticker crawl apply the same rule."""
+    info = info or probe(path)
     if info.num_frames < 2:
         Path(path).unlink(missing_ok=True)
         raise MediaError(f"{what} is static (a single frame): a still image, not a video")
