@@ -1,9 +1,9 @@
 """The EmoVid `datasets` builder: a build manifest in, Arrow tables with embedded media out.
 
 The build manifest is a Parquet/CSV/JSONL file with one row per clip: ``clip_id``,
-``source``, ``emotion``, ``split``, ``video_path`` (a local MP4) and optionally
-``audio_path`` (FLAC) and any schema column. Missing probe and colour values are measured
-here. A clip whose media cannot be read is recorded in ``builder.rejects`` and skipped.
+``source``, ``emotion``, ``split``, ``video_path`` (a local MP4) and optionally ``audio_path`` (a sound file to store instead of
+the MP4's own track, which is otherwise remuxed as it is) and any schema column. Missing probe
+and colour values are measured here. A clip whose media cannot be read is recorded in ``builder.rejects`` and skipped.
 
 `load_dataset` no longer runs scripts, so this builder is run by the build step
 (`emovid_datasets.export.write_shards`) and the published artefact is Parquet + card.
@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 from datasets.builder import Key
 
 from .color import color_attributes
-from .media import MediaError, extract_flac, probe
+from .media import MediaError, extract_audio, probe
 from .media.probe import PROBE_COLUMNS
 from .schema import CONFIGS, FEATURES, SPLITS
 from .taxonomy import SOURCES, check_emotion, valence_of
@@ -94,17 +94,17 @@ def clip_row(entry: dict[str, Any]) -> dict[str, Any]:
     if origin and is_local_path(str(origin)):
         raise ValueError(f"{clip_id}: origin {origin!r} is a local path; use a URL or a source id")
 
-    audio_bytes: Optional[bytes] = None
+    audio: Optional[tuple[bytes, str]] = None
     if entry.get("audio_path"):
-        audio_bytes = Path(entry["audio_path"]).read_bytes()
+        audio = Path(entry["audio_path"]).read_bytes(), Path(entry["audio_path"]).suffix.lstrip(".")
     elif info.has_audio:
-        audio_bytes = extract_flac(video_bytes)
+        audio = extract_audio(video_bytes)
 
     row: dict[str, Any] = {name: entry.get(name) for name in FEATURES}
     row.update(
         clip_id=clip_id,
         video={"bytes": video_bytes, "path": f"{clip_id}.mp4"},
-        audio={"bytes": audio_bytes, "path": f"{clip_id}.flac"} if audio_bytes else None,
+        audio={"bytes": audio[0], "path": f"{clip_id}.{audio[1]}"} if audio else None,
         emotion=emotion,
         valence=valence_of(emotion),
         label_source=entry.get("label_source") or "human",
@@ -115,7 +115,7 @@ def clip_row(entry: dict[str, Any]) -> dict[str, Any]:
     for name in PROBE_COLUMNS:
         if is_missing(row.get(name)):
             row[name] = measured[name]
-    row["has_audio"] = audio_bytes is not None
+    row["has_audio"] = audio is not None
     if any(is_missing(row.get(name)) for name in COLOR_COLUMNS):
         row.update({k: v for k, v in color_attributes(video_bytes).items() if k in COLOR_COLUMNS})
     if is_missing(row.get("label_confidence")):

@@ -52,7 +52,7 @@ COLUMN_DOCS: dict[str, str] = {
     "clip_id": "stable id, unique across the dataset",
     "source": "content type: " + ", ".join(SOURCES),
     "video": "the clip as MP4 (H.264, yuv420p), bytes embedded in the shard",
-    "audio": "the clip's sound track as FLAC bytes; null where the clip has none (stickers)",
+    "audio": "the clip's own sound track, its packets remuxed as they are (AAC in M4A); null where the clip has none",
     "caption": "free-text description",
     "emotion": "Mikels label: " + ", ".join(EMOTIONS),
     "valence": "positive (amusement, awe, contentment, excitement) or negative; derived from emotion",

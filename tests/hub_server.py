@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Optional
 from urllib.parse import parse_qs, unquote, urlsplit
 
-LFS_SUFFIXES = (".parquet", ".arrow", ".mp4", ".flac", ".gif", ".bin", ".safetensors")
+LFS_SUFFIXES = (".parquet", ".arrow", ".mp4", ".flac", ".m4a", ".gif", ".bin", ".safetensors")
 LFS_MIN_SIZE = 10 * 1024 * 1024
 GITATTRIBUTES = b"*.parquet filter=lfs diff=lfs merge=lfs -text\n*.mp4 filter=lfs diff=lfs merge=lfs -text\n"
 REPO_TYPES = {"datasets": "dataset", "models": "model", "spaces": "space"}

@@ -4,6 +4,7 @@ import hashlib
 import shutil
 
 import datasets
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -13,6 +14,7 @@ from builder_scripts.engine.manifest import read_rejects
 from builder_scripts.publish.build import build_dataset
 from emovid_datasets import FEATURES, load_emovid
 from emovid_datasets.export import SHARD_NAME, parse_size, shard_count
+from emovid_datasets.media import decode_audio
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +68,8 @@ def test_features_round_trip(built):
     movie = load_emovid(str(root / "dataset"), "movie", split="benchmark", decode_media=False)
     assert len(movie) == 8 and set(movie["source"]) == {FEATURES["source"].str2int("movie")}
     row = movie[0]
-    assert row["video"]["bytes"][4:8] == b"ftyp" and row["audio"]["bytes"][:4] == b"fLaC"
+    assert row["video"]["bytes"][4:8] == b"ftyp" and row["audio"]["bytes"][4:8] == b"ftyp"  # M4A
+    assert row["audio"]["path"] == f"{row['clip_id']}.m4a"
     assert row["valence"] == FEATURES["valence"].str2int("positive" if row["emotion"] < 4 else "negative")
     # probed by the builder from the factory's 12-frame, 12 fps, 64x48 clips
     assert (row["width"], row["height"], row["num_frames"]) == (64, 48, 12)
@@ -77,7 +80,7 @@ def test_features_round_trip(built):
 
 
 def test_datasets_own_decoding_gives_torchcodec_decoders(built, torchcodec_decoding):
-    """What a plain `load_dataset` user gets: torchcodec decoders over the embedded MP4 and FLAC."""
+    """What a plain `load_dataset` user gets: torchcodec decoders over the embedded MP4 and M4A."""
     root, _ = built
     row = load_emovid(str(root / "dataset"), "movie", split="train")[0]
     video, audio = row["video"], row["audio"]
@@ -86,7 +89,12 @@ def test_datasets_own_decoding_gives_torchcodec_decoders(built, torchcodec_decod
     assert tuple(frames.shape) == (12, 3, 48, 64)
     samples = audio.get_all_samples()
     assert samples.sample_rate == 16000 and samples.data.shape[-1] == pytest.approx(16000, abs=1024)
-    assert samples.data.abs().max() > 0.1  # the factory's 440 Hz tone survived FLAC
+    assert samples.data.abs().max() > 0.1  # the factory's 440 Hz tone
+    # the very samples the clip's MP4 plays (PyAV over the video bytes, an independent decode path)
+    raw = load_emovid(str(root / "dataset"), "movie", split="train", decode_media=False)[0]
+    expected = decode_audio(raw["video"]["bytes"], sample_rate=16000)
+    assert samples.data.shape == expected.shape
+    assert np.allclose(samples.data.numpy(), expected, atol=1e-6)
     streamed = next(iter(load_emovid(str(root / "dataset"), "movie", split="train", streaming=True)))
     assert streamed["video"].metadata.num_frames == 12
 

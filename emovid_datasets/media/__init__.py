@@ -1,6 +1,6 @@
 """Media helpers: probe, frame decoding, audio extraction, MP4 conversion (PyAV) and GIFs (Pillow)."""
 
-from .audio import NoAudioStream, decode_audio, extract_flac
+from .audio import NoAudioStream, decode_audio, extract_audio
 from .container import MediaError, MediaSource, open_input
 from .frames import Frame, iter_frames, read_frames, sample_frames
 from .gif import encode_gif, write_gif
@@ -9,6 +9,6 @@ from .transcode import Mp4Writer, even, to_mp4
 
 __all__ = [
     "Frame", "MediaError", "MediaInfo", "MediaSource", "Mp4Writer", "NoAudioStream", "decode_audio", "encode_gif",
-    "even", "extract_flac", "iter_frames", "open_input", "probe", "read_frames", "sample_frames", "to_mp4",
+    "even", "extract_audio", "iter_frames", "open_input", "probe", "read_frames", "sample_frames", "to_mp4",
     "write_gif",
 ]

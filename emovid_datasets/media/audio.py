@@ -1,4 +1,4 @@
-"""Sound tracks: extract a clip's audio as FLAC bytes, or decode it to a float array."""
+"""Sound tracks: a clip's audio as a standalone file of its own packets, or decoded to a float array."""
 
 from __future__ import annotations
 
@@ -23,29 +23,39 @@ def _resampled_frames(container, fmt: str, layout: Optional[str], rate: Optional
     yield from resampler.resample(None)
 
 
-def extract_flac(src: MediaSource) -> Optional[bytes]:
-    """The first audio stream re-encoded losslessly as a FLAC file; None when there is no audio stream."""
+# Containers that carry a codec's packets as they are (no re-encoding); M4A keeps AAC's edit list, so the
+# standalone track decodes to exactly the samples the MP4 plays. Any other codec goes into Matroska.
+REMUX_CONTAINERS: dict[str, tuple[str, str]] = {"aac": ("ipod", "m4a"), "mp3": ("mp3", "mp3"),
+                                                "flac": ("flac", "flac")}
+FALLBACK_CONTAINER = ("matroska", "mka")
+
+
+def extract_audio(src: MediaSource) -> Optional[tuple[bytes, str]]:
+    """The first audio stream's packets remuxed, not re-encoded, into a standalone file: (bytes, suffix).
+
+    None when there is no audio stream or it holds no packets.
+    """
     with open_input(src) as container:
         if not container.streams.audio:
             return None
         in_stream = container.streams.audio[0]
-        layout = in_stream.layout.name if in_stream.channels <= 8 else "stereo"
+        fmt, suffix = REMUX_CONTAINERS.get(in_stream.codec_context.name, FALLBACK_CONTAINER)
         buffer = io.BytesIO()
+        packets = 0
         try:
-            with av.open(buffer, mode="w", format="flac") as out:
-                out_stream = out.add_stream("flac", rate=in_stream.rate, layout=layout)
-                out_stream.format = "s16"
-                samples = 0
-                for frame in _resampled_frames(container, "s16", layout, in_stream.rate):
-                    frame.pts = None
-                    samples += frame.samples
-                    out.mux(out_stream.encode(frame))
-                out.mux(out_stream.encode(None))
+            with av.open(buffer, mode="w", format=fmt) as out:
+                out_stream = out.add_stream_from_template(in_stream)
+                for packet in container.demux(in_stream):
+                    if packet.dts is None:  # the demuxer's end-of-stream marker
+                        continue
+                    packet.stream = out_stream
+                    out.mux(packet)
+                    packets += 1
         except av.FFmpegError as exc:
-            raise MediaError(f"{describe(src)}: audio extraction failed ({exc})") from exc
-        if samples == 0:
+            raise MediaError(f"{describe(src)}: audio remux failed ({exc})") from exc
+        if packets == 0:
             return None
-        return buffer.getvalue()
+        return buffer.getvalue(), suffix
 
 
 def decode_audio(src: MediaSource, *, sample_rate: int, channels: int = 1) -> np.ndarray:
