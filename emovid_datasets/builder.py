@@ -28,7 +28,7 @@ from datasets.builder import Key
 from .color import color_attributes
 from .media import MediaError, extract_audio, probe
 from .media.probe import PROBE_COLUMNS
-from .schema import CONFIGS, FEATURES, SPLITS
+from .schema import FEATURES, MEDIA_CONFIGS, SPLITS
 from .taxonomy import SOURCES, check_emotion, valence_of
 
 log = logging.getLogger("emovid")
@@ -147,7 +147,7 @@ def rows_to_table(rows: list[dict[str, Any]]) -> pa.Table:
 
 @dataclass
 class EmoVidConfig(datasets.BuilderConfig):
-    """``name`` is one of CONFIGS (`default` = all sources); ``manifest`` is the build manifest file."""
+    """``name`` is one of MEDIA_CONFIGS (`default` = all sources); ``manifest`` is the build manifest file."""
 
     manifest: Optional[str] = None
 
@@ -156,7 +156,7 @@ class EmoVidBuilder(datasets.ArrowBasedBuilder):
     """Builds EmoVid Arrow tables from a build manifest; rejected clips are kept in ``self.rejects``."""
 
     BUILDER_CONFIG_CLASS = EmoVidConfig
-    BUILDER_CONFIGS = [EmoVidConfig(name=name, description=f"EmoVid, {name} clips") for name in CONFIGS]
+    BUILDER_CONFIGS = [EmoVidConfig(name=name, description=f"EmoVid, {name} clips") for name in MEDIA_CONFIGS]
     DEFAULT_CONFIG_NAME = "default"
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

@@ -1,9 +1,10 @@
 """Write a dataset folder's shards: `data/<config>/<split>-NNNNN-of-MMMMM.parquet`.
 
-Runs `EmoVidBuilder` once over the build manifest, then writes every config (`default` and
-one per source) and split as Parquet shards sized by a byte target, with at least
-``min_shards`` shards where there are enough rows (so DataLoader workers and GPUs each get
-whole files). Shards are written atomically and in a fixed order, so re-running over the
+Runs `EmoVidBuilder` once over the build manifest, then writes each source's clips once
+(`data/<source>/`, shards sized by a byte target, at least ``min_shards`` where there are
+enough rows, so DataLoader workers and GPUs each get whole files) and the media-free
+`data/metadata/`. The `default` config stores nothing of its own: the card lists every
+source's shards as its data files. Shards are written atomically and in a fixed order, so re-running over the
 same manifest reproduces the same bytes. The card (README.md) is written by the build
 stage in `builder_scripts` from `card_metadata` plus measured statistics.
 """
@@ -16,7 +17,7 @@ import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Optional, Sequence, Union
+from typing import Any, Iterator, Optional, Union
 
 import datasets
 from datasets.utils.metadata import MetadataConfigs
@@ -25,7 +26,7 @@ from tqdm.auto import tqdm
 
 from .atomic import atomic_path, remove_leftovers
 from .builder import EmoVidBuilder
-from .schema import CONFIGS, FEATURES, SPLITS
+from .schema import MEDIA_COLUMNS, METADATA_CONFIG, SPLITS, config_features
 from .taxonomy import SOURCES
 
 DEFAULT_MAX_SHARD_SIZE = "500MB"
@@ -79,19 +80,25 @@ class ExportResult:
 
 
 def card_metadata(configs: dict[str, list[str]]) -> DatasetCardData:
-    """Card YAML declaring each config's data files and the exact Features (what `load_dataset` reads)."""
+    """Card YAML declaring each config's data files and its exact Features (what `load_dataset` reads).
+
+    ``configs`` maps the folders under `data/` to their splits; `default` lists every source folder's
+    shards (each clip is stored once). A release without media makes `metadata` its default.
+    """
+    sources = [c for c in SOURCES if c in configs]
+    declared: dict[str, dict[str, Any]] = {}
+    if sources:
+        declared["default"] = {"data_files": [
+            {"split": s, "path": [f"data/{c}/{s}-*" for c in sources if s in configs[c]]}
+            for s in SPLITS if any(s in configs[c] for c in sources)]}
+    for config, splits in configs.items():
+        declared[config] = {"data_files": [{"split": s, "path": f"data/{config}/{s}-*"} for s in SPLITS if s in splits]}
+    first = "default" if sources else next(iter(declared))
+    declared[first]["default"] = True
     card_data = DatasetCardData()
-    MetadataConfigs(
-        {
-            config: {
-                "data_files": [{"split": s, "path": f"data/{config}/{s}-*"} for s in SPLITS if s in splits],
-                **({"default": True} if config == "default" else {}),
-            }
-            for config, splits in configs.items()
-        }
-    ).to_dataset_card_data(card_data)
+    MetadataConfigs(declared).to_dataset_card_data(card_data)
     datasets.info.DatasetInfosDict(
-        {config: datasets.DatasetInfo(features=FEATURES, config_name=config) for config in configs}
+        {config: datasets.DatasetInfo(features=config_features(config), config_name=config) for config in declared}
     ).to_dataset_card_data(card_data)
     return card_data
 
@@ -111,15 +118,7 @@ def _write_split(ds: datasets.Dataset, folder: Path, split: str, max_shard_bytes
             shard.to_parquet(str(tmp), batch_size=max(1, ROW_GROUP_BYTES // avg_row))
         written.append(path)
         bar.update()
-    _remove_stale_shards(folder, split, keep=written)
     return written
-
-
-def _remove_stale_shards(folder: Path, split: str, keep: Sequence[Path] = ()) -> None:
-    """Delete ``split``'s shards in ``folder`` that this build did not write (e.g. when the shard count fell)."""
-    for stale in folder.glob(f"{split}-*.parquet"):
-        if stale not in keep and SHARD_NAME.match(stale.name):
-            stale.unlink()
 
 
 def write_shards(
@@ -128,14 +127,15 @@ def write_shards(
     *,
     max_shard_size: Union[int, str] = DEFAULT_MAX_SHARD_SIZE,
     min_shards: int = DEFAULT_MIN_SHARDS,
+    metadata_only: bool = False,
     progress: bool = True,
 ) -> ExportResult:
-    """Build every config and split from ``manifest`` into ``out_dir/data`` and return what was written.
+    """Build each source's shards and the metadata config from ``manifest`` into ``out_dir/data``.
 
+    ``metadata_only``: write only `data/metadata/` (a release whose media users rebuild from the origins).
     Shows one progress bar over the shards; `datasets`' own per-step bars and messages are silenced meanwhile.
-
-    Shards of a config or split that no longer has rows (a source or the benchmark dropped since the last
-    build) are removed, so the folder only ever holds this build.
+    Whatever else is under `data/` (an older layout, a source or split that no longer has rows) is removed,
+    so the folder only ever holds this build.
     """
     out_dir = Path(out_dir)
     max_bytes = parse_size(max_shard_size)
@@ -151,28 +151,47 @@ def write_shards(
             builder.download_and_prepare(download_mode=datasets.DownloadMode.FORCE_REDOWNLOAD)
             full = builder.as_dataset()
             result = ExportResult(root=out_dir, rejects=list(builder.rejects))
-            for config in CONFIGS:
-                for split in SPLITS:
-                    folder = out_dir / "data" / config
-                    ds = full[split] if split in full else None
-                    if ds is not None and config != "default":
-                        ds = ds.filter(lambda sources, label: [s == label for s in sources], input_columns="source",
-                                       batched=True, fn_kwargs={"label": SOURCES.index(config)})
-                    if ds is None or len(ds) == 0:
-                        _remove_stale_shards(folder, split)
-                        continue
-                    result.shards[(config, split)] = _write_split(ds, folder, split, max_bytes, min_shards, bar)
-                    result.num_rows[(config, split)] = len(ds)
-                    result.num_bytes[(config, split)] = sum(p.stat().st_size for p in result.shards[(config, split)])
-            # Keep the metadata (no media) in memory for statistics; the cache is removed below.
+            for split in (s for s in SPLITS if s in full):
+                for source in () if metadata_only else SOURCES:
+                    part = full[split].filter(lambda sources, label: [s == label for s in sources],
+                                              input_columns="source", batched=True,
+                                              fn_kwargs={"label": SOURCES.index(source)})
+                    _write_config(result, part, source, split, max_bytes, min_shards, bar)
+                meta = full[split].remove_columns(list(MEDIA_COLUMNS))
+                # A few small files: the byte target alone decides, there are no loader workers to feed.
+                _write_config(result, meta, METADATA_CONFIG, split, max_bytes, 1, bar)
+            _remove_unwritten(out_dir / "data", result)
+            # Keep the metadata in memory for statistics; the cache is removed below.
             result.dataset = datasets.DatasetDict()
             for split in full:
-                meta = full[split].remove_columns(["video", "audio"])
+                meta = full[split].remove_columns(list(MEDIA_COLUMNS))
                 result.dataset[split] = datasets.Dataset.from_dict(meta.to_dict(), features=meta.features)
     finally:
         bar.close()
         shutil.rmtree(cache, ignore_errors=True)
     return result
+
+
+def _write_config(result: ExportResult, ds: datasets.Dataset, config: str, split: str, max_bytes: int,
+                  min_shards: int, bar: tqdm) -> None:
+    """Write one (config, split) when it has rows, recording its shards, rows and bytes in ``result``."""
+    if len(ds) == 0:
+        return
+    paths = _write_split(ds, result.root / "data" / config, split, max_bytes, min_shards, bar)
+    result.shards[(config, split)] = paths
+    result.num_rows[(config, split)] = len(ds)
+    result.num_bytes[(config, split)] = sum(p.stat().st_size for p in paths)
+
+
+def _remove_unwritten(data: Path, result: ExportResult) -> None:
+    """Delete shards under ``data`` that this build did not write, and the folders left empty."""
+    written = {p for paths in result.shards.values() for p in paths}
+    for shard in data.glob("*/*.parquet"):
+        if shard not in written and SHARD_NAME.match(shard.name):
+            shard.unlink()
+    for folder in data.glob("*/"):
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
 
 
 @contextlib.contextmanager

@@ -10,7 +10,9 @@ import datasets
 
 from .taxonomy import EMOTIONS, LABEL_SOURCES, SOURCES, VALENCES
 
-CONFIGS: tuple[str, ...] = ("default",) + SOURCES
+METADATA_CONFIG = "metadata"  # every column but the media: labels, captions, colour, origins, timestamps
+MEDIA_CONFIGS: tuple[str, ...] = ("default",) + SOURCES  # `default` lists every source's shards, stored once
+CONFIGS: tuple[str, ...] = MEDIA_CONFIGS + (METADATA_CONFIG,)
 SPLITS: tuple[str, ...] = ("train", "benchmark")
 
 FEATURES = datasets.Features(
@@ -47,6 +49,12 @@ FEATURES = datasets.Features(
 )
 
 MEDIA_COLUMNS: tuple[str, ...] = ("video", "audio")
+METADATA_FEATURES = datasets.Features({k: v for k, v in FEATURES.items() if k not in MEDIA_COLUMNS})
+
+
+def config_features(config: str) -> datasets.Features:
+    """The Features of a config's rows: the metadata config has no media columns."""
+    return METADATA_FEATURES if config == METADATA_CONFIG else FEATURES
 
 COLUMN_DOCS: dict[str, str] = {
     "clip_id": "stable id, unique across the dataset",

@@ -8,13 +8,15 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from factory import make_manifest
+import yaml
+from factory import make_manifest, make_video
 
 from builder_scripts.engine.manifest import read_rejects
 from builder_scripts.publish.build import build_dataset
 from emovid_datasets import FEATURES, load_emovid
 from emovid_datasets.export import SHARD_NAME, parse_size, shard_count
 from emovid_datasets.media import decode_audio
+from emovid_datasets.schema import METADATA_FEATURES
 
 
 @pytest.fixture(scope="module")
@@ -43,12 +45,75 @@ def test_parse_size_and_shard_count():
 def test_layout_and_shard_names(built):
     root, _ = built
     data = root / "dataset" / "data"
-    assert sorted(p.name for p in data.iterdir()) == ["animation", "default", "movie", "sticker"]
-    train = sorted((data / "default").glob("train-*.parquet"))
+    assert sorted(p.name for p in data.iterdir()) == ["animation", "metadata", "movie", "sticker"]
+    train = sorted((data / "sticker").glob("train-*.parquet"))
     assert [p.name for p in train] == [f"train-{i:05d}-of-00003.parquet" for i in range(3)]
     assert all(SHARD_NAME.match(p.name) for p in data.rglob("*.parquet"))
     assert not list((root / "dataset").rglob("*.py"))
-    assert sum(pq.read_metadata(p).num_rows for p in train) == 48
+    assert sum(pq.read_metadata(p).num_rows for p in train) == 16
+    assert load_emovid(str(root / "dataset"), "default", split="train", decode_media=False).num_rows == 48
+
+
+def _media_rows(data):
+    """(clip_id, video bytes, audio bytes) of every row stored with media anywhere under ``data``."""
+    out = []
+    for shard in sorted(data.rglob("*.parquet")):
+        table = pq.read_table(shard)
+        if "video" in table.column_names:
+            for row in table.select(["clip_id", "video", "audio"]).to_pylist():
+                out.append((row["clip_id"], row["video"]["bytes"], (row["audio"] or {}).get("bytes") or b""))
+    return out
+
+
+def test_each_clip_is_stored_once_across_configs(built):
+    root, _ = built
+    ids = [clip_id for clip_id, _, _ in _media_rows(root / "dataset" / "data")]
+    assert len(ids) == len(set(ids)) == 72  # every built clip, each once
+
+
+def test_the_shards_hold_little_beyond_the_unique_media(tmp_path, built):
+    # clips of a realistic size (noise does not compress), so Parquet's fixed cost per file is not what is measured
+    _, manifest = built
+    rng = np.random.default_rng(0)
+    rows = pq.read_table(manifest).to_pylist()[::8]
+    for row in rows:
+        row["video_path"] = str(make_video(tmp_path / f"{row['clip_id']}.mp4", frames=24, size=(160, 120),
+                                           color=lambda i: rng.integers(0, 256, (120, 160, 3), dtype=np.uint8),
+                                           audio=row["source"] != "sticker"))
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "manifest.parquet")
+    build_dataset(tmp_path / "manifest.parquet", tmp_path / "ds", min_shards=2, evaluator=False, progress=False)
+    stored = _media_rows(tmp_path / "ds" / "data")
+    assert sorted(c for c, _, _ in stored) == sorted(r["clip_id"] for r in rows)
+    media = sum(len(v) + len(a) for _, v, a in stored)
+    shards = sum(p.stat().st_size for p in (tmp_path / "ds" / "data").rglob("*.parquet"))
+    assert shards <= 1.1 * media
+
+
+def test_the_default_config_lists_every_sources_shards(built):
+    root, _ = built
+    card = yaml.safe_load((root / "dataset" / "README.md").read_text().split("---")[1])
+    default = next(c for c in card["configs"] if c["config_name"] == "default")
+    assert default["default"] is True
+    assert {f["split"]: f["path"] for f in default["data_files"]} == {
+        split: [f"data/{source}/{split}-*" for source in ("animation", "movie", "sticker")]
+        for split in ("train", "benchmark")}
+    streamed = load_emovid(str(root / "dataset"), split="benchmark", streaming=True, decode_media=False)
+    assert sorted(r["clip_id"] for r in streamed) == sorted(
+        load_emovid(str(root / "dataset"), "default", split="benchmark", decode_media=False)["clip_id"])
+
+
+def test_the_metadata_config_has_every_column_but_the_media(built):
+    root, _ = built
+    meta = load_emovid(str(root / "dataset"), "metadata")
+    full = load_emovid(str(root / "dataset"), "default", decode_media=False)
+    assert set(meta) == {"train", "benchmark"}
+    for split in meta:
+        assert meta[split].features == METADATA_FEATURES
+        assert meta[split].column_names == [c for c in FEATURES if c not in ("video", "audio")]
+        assert sorted(meta[split].to_list(), key=lambda r: r["clip_id"]) == sorted(
+            full[split].remove_columns(["video", "audio"]).to_list(), key=lambda r: r["clip_id"])
+    files = sorted((root / "dataset" / "data" / "metadata").glob("*.parquet"))
+    assert len(files) == 2 and sum(f.stat().st_size for f in files) < 100_000
 
 
 def test_byte_target_splits_shards(tmp_path, built):
@@ -135,12 +200,16 @@ def test_rebuild_is_deterministic_and_removes_stale_shards(tmp_path, built):
     root, manifest = built
     copy = tmp_path / "again"
     shutil.copytree(root / "dataset", copy)
-    stale = copy / "data" / "default" / "train-00007-of-00009.parquet"
+    stale = copy / "data" / "default" / "train-00007-of-00009.parquet"  # the old layout's copy of every clip
+    stale.parent.mkdir()
     stale.write_bytes(b"old shard")
-    killed = copy / "data" / "sticker" / ".train-00000-of-00003.parquet.tmp-0a1b2c3d.parquet"  # a killed build's
+    killed = tmp_path / ".again.building" / "data" / "sticker" / "train-00000-of-00003.parquet"  # a killed build's
+    killed.parent.mkdir(parents=True)
     killed.write_bytes(b"half a shard")
+    (copy / ".git").mkdir()  # not the build's: kept
     build_dataset(manifest, copy, min_shards=3)
-    assert not stale.exists() and not killed.exists()
+    assert not stale.parent.exists() and not killed.exists() and (copy / ".git").is_dir()
+    (copy / ".git").rmdir()
     assert _digests(copy / "data") == _digests(root / "dataset" / "data")
     assert (copy / "README.md").read_text() == (root / "dataset" / "README.md").read_text()
     before = load_emovid(str(copy), "default", split="train", decode_media=False).num_rows  # cached now
@@ -160,7 +229,7 @@ def test_rebuild_is_deterministic_and_removes_stale_shards(tmp_path, built):
     pq.write_table(pa.Table.from_pylist(rows), tmp_path / "manifest.parquet")
     build_dataset(tmp_path / "manifest.parquet", copy, min_shards=3)
     assert not list((copy / "data").glob("*/benchmark-*.parquet"))
-    assert not list((copy / "data" / "movie").iterdir()) and not list((copy / "data" / "animation").iterdir())
+    assert sorted(p.name for p in (copy / "data").iterdir()) == ["metadata", "sticker"]
     after = load_emovid(str(copy), "default", split="train", decode_media=False).num_rows
     assert after == len(rows) < before
 
@@ -231,11 +300,13 @@ def test_the_build_cache_stays_in_the_output_and_a_killed_builds_leftover_is_rem
     system_tmp.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(system_tmp))
     out = tmp_path / "dataset"
-    leftover = out / BUILD_DIR / CACHE_NAME / "default" / "half-written.arrow"  # what a SIGKILLed build leaves
+    # what a SIGKILLed build leaves: its half-written folder beside the output, with the Arrow cache inside
+    leftover = tmp_path / ".dataset.building" / BUILD_DIR / CACHE_NAME / "default" / "half-written.arrow"
     leftover.parent.mkdir(parents=True)
     leftover.write_bytes(b"\0" * 4096)
     build_dataset(make_manifest(tmp_path / "src"), out, min_shards=1, evaluator=False, progress=False)
-    assert not (out / BUILD_DIR / CACHE_NAME).exists()
+    assert not (out / BUILD_DIR / CACHE_NAME).exists() and not leftover.parent.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dataset", "src", "system-tmp"]
     assert not [p for p in system_tmp.rglob("*") if p.suffix == ".arrow" or p.name.startswith("emovid-build-")]
     assert load_emovid(str(out), "default", decode_media=False)["train"].num_rows > 0
 
@@ -257,3 +328,40 @@ def test_the_build_shows_one_bar_over_shards_and_none_of_the_datasets_bars(tmp_p
     err = capsys.readouterr().err
     assert "build shards" in err
     assert "Creating parquet" not in err and "Filter" not in err and "Generating" not in err
+
+
+KILLED_REBUILD = """
+import os, signal, sys
+from builder_scripts.publish import build
+
+def die(*args, **kwargs):  # the shards of the new build are written; SIGKILL before the card and the swap
+    os.kill(os.getpid(), signal.SIGKILL)
+
+build.write_card = die
+build.build_dataset(sys.argv[1], sys.argv[2], min_shards=3, evaluator=False, progress=False)
+"""
+
+
+def test_a_killed_rebuild_leaves_the_previous_build_whole(tmp_path, built):
+    import os
+    import subprocess
+    import sys
+
+    root, manifest = built
+    out = tmp_path / "dataset"
+    shutil.copytree(root / "dataset", out)
+    before = _digests(out)
+    rows = pq.read_table(manifest).to_pylist()
+    pq.write_table(pa.Table.from_pylist([dict(r, caption="Rewritten.") for r in rows]), tmp_path / "new.parquet")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    killed = subprocess.run([sys.executable, "-c", KILLED_REBUILD, str(tmp_path / "new.parquet"), str(out)], env=env)
+    assert killed.returncode == -9
+    assert list((tmp_path / ".dataset.building" / "data").glob("*/*.parquet"))  # it was killed mid-way
+    assert _digests(out) == before  # the old build, untouched: it loads, with its own rows only
+    old = load_emovid(str(out), "default", split="train", decode_media=False)
+    assert old.num_rows == 48 and "Rewritten." not in old["caption"]
+
+    build_dataset(tmp_path / "new.parquet", out, min_shards=3, evaluator=False, progress=False)
+    new = load_emovid(str(out), "default", split="train", decode_media=False)
+    assert new.num_rows == 48 and set(new["caption"]) == {"Rewritten."}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dataset", "new.parquet"]

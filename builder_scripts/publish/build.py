@@ -3,6 +3,7 @@
 `emovid-build build MANIFEST --out DATASET_DIR` writes `data/<config>/<split>-*.parquet`
 and `README.md`; the clips rejected for unreadable media go to `DATASET_DIR/_build/rejects.parquet`
 (next to the build statistics), which `load_dataset` ignores and `push` does not upload.
+A rebuild is written beside the old folder and replaces it in one step when complete.
 """
 
 from __future__ import annotations
@@ -17,14 +18,17 @@ from typing import Optional, Union
 
 from builder_scripts.engine.manifest import write_rejects
 from builder_scripts.publish.card import card_statistics, write_card
-from emovid_datasets.atomic import atomic_write_bytes, atomic_write_text
+from emovid_datasets.atomic import atomic_write_bytes, atomic_write_text, replaced_folder
 from emovid_datasets.builder import read_table_file
 from emovid_datasets.evaluation.evaluator import EVALUATOR_DIR, train_evaluator
 from emovid_datasets.export import BUILD_DIR, DEFAULT_MAX_SHARD_SIZE, DEFAULT_MIN_SHARDS, ExportResult, write_shards
 from emovid_datasets.labelling.labeller import LABELLER_DIR, VALIDATION_FILE
 from emovid_datasets.options import add_dataclass_arguments, given_options
+from emovid_datasets.schema import METADATA_CONFIG
 
 log = logging.getLogger("emovid.build")
+
+BUILD_OUTPUTS = ("README.md", "data", LABELLER_DIR, EVALUATOR_DIR, BUILD_DIR)  # what a build writes, all anew
 
 
 @dataclass(frozen=True)
@@ -36,6 +40,8 @@ class BuildOptions:
         "help": "at least this many shards per split when there are enough clips"})
     pretty_name: str = field(default="EmoVid", metadata={"help": "the dataset's name in its card"})
     evaluator: bool = field(default=True, metadata={"help": "train the EA evaluator (DATASET_DIR/evaluator/)"})
+    metadata_only: bool = field(default=False, metadata={
+        "help": "publish only the metadata config, without media: users rebuild the clips with `rehydrate`"})
 
 
 def build_dataset(
@@ -48,6 +54,7 @@ def build_dataset(
     labeller: Optional[Union[str, Path]] = None,
     validation_report: Optional[Union[str, Path]] = None,
     evaluator: bool = BuildOptions.evaluator,
+    metadata_only: bool = BuildOptions.metadata_only,
     seed: int = 0,
     progress: bool = True,
 ) -> ExportResult:
@@ -60,20 +67,24 @@ def build_dataset(
     """
     started = time.monotonic()
     out_dir = Path(out_dir)
-    result = write_shards(manifest, out_dir, max_shard_size=max_shard_size, min_shards=min_shards,
-                          progress=progress)
-    if labeller is not None:
-        copy_labeller(Path(labeller), out_dir / LABELLER_DIR)
-    if validation_report is not None:
-        atomic_write_bytes(out_dir / LABELLER_DIR / VALIDATION_FILE, Path(validation_report).read_bytes())
-    if evaluator:
-        train_evaluator([r for r in read_table_file(manifest) if r.get("clip_id") not in rejected(result)],
-                        out_dir / EVALUATOR_DIR, seed=seed, progress=progress)
-    write_card(result, out_dir, pretty_name=pretty_name)
-    write_rejects(out_dir / BUILD_DIR, [dict(r, input_id=r.get("clip_id")) for r in result.rejects])
-    stats = card_statistics(result)
-    atomic_write_text(out_dir / BUILD_DIR / "stats.json", json.dumps(stats, indent=2))
-    rows = sum(n for (config, _), n in result.num_rows.items() if config == "default")
+    # Everything is written into a folder beside ``out_dir`` that replaces it in one step when complete, so a
+    # killed rebuild leaves the previous build as it was (and its staging folder for the next run to remove).
+    with replaced_folder(out_dir, owned=BUILD_OUTPUTS) as staging:
+        result = write_shards(manifest, staging, max_shard_size=max_shard_size, min_shards=min_shards,
+                              metadata_only=metadata_only, progress=progress)
+        if labeller is not None:
+            copy_labeller(Path(labeller), staging / LABELLER_DIR)
+        if validation_report is not None:
+            atomic_write_bytes(staging / LABELLER_DIR / VALIDATION_FILE, Path(validation_report).read_bytes())
+        if evaluator:
+            train_evaluator([r for r in read_table_file(manifest) if r.get("clip_id") not in rejected(result)],
+                            staging / EVALUATOR_DIR, seed=seed, progress=progress)
+        write_card(result, staging, pretty_name=pretty_name)
+        write_rejects(staging / BUILD_DIR, [dict(r, input_id=r.get("clip_id")) for r in result.rejects])
+        atomic_write_text(staging / BUILD_DIR / "stats.json", json.dumps(card_statistics(result), indent=2))
+    result.root = out_dir
+    result.shards = {key: [out_dir / p.relative_to(staging) for p in paths] for key, paths in result.shards.items()}
+    rows = sum(n for (config, _), n in result.num_rows.items() if config == METADATA_CONFIG)
     shards = sum(len(p) for p in result.shards.values())
     log.info("build: %d clips in %d shards under %s, %d rejected (see %s), %.1fs", rows, shards, out_dir,
              len(result.rejects), out_dir / BUILD_DIR / "rejects.parquet", time.monotonic() - started)
@@ -86,15 +97,11 @@ def rejected(result: ExportResult) -> set[str]:
 
 
 def copy_labeller(src: Path, dst: Path) -> None:
-    """Copy a saved labeller's files into ``dst`` (replacing an older build's), keeping their relative layout."""
+    """Copy a saved labeller's files into ``dst``, keeping their relative layout."""
     from emovid_datasets.labelling.saved import saved_files
 
     files = saved_files(src)
     root = src if src.is_dir() else src.parent
-    if dst.is_dir():
-        for old in dst.rglob("*"):
-            if old.is_file() and old.name != VALIDATION_FILE:
-                old.unlink()
     for f in files:
         atomic_write_bytes(dst / f.relative_to(root), f.read_bytes())
 

@@ -16,7 +16,7 @@ from emovid_datasets.evaluation.evaluator import EVALUATOR_DIR
 from emovid_datasets.export import ExportResult, card_metadata
 from emovid_datasets.labelling.labeller import LABELLER_DIR, VALIDATION_FILE, saved_labeller_files
 from emovid_datasets.records import read_json_file
-from emovid_datasets.schema import CONFIGS, SPLITS, schema_markdown_table
+from emovid_datasets.schema import SPLITS, schema_markdown_table
 from emovid_datasets.stats import composition
 from emovid_datasets.taxonomy import EMOTIONS, SOURCES
 
@@ -136,7 +136,7 @@ def render_card(result: ExportResult, *, pretty_name: str = "EmoVid") -> str:
         emotion_table=_table(["emotion"] + list(SOURCES), emotion_rows),
         files_table=_table(["config/split", "rows", "shards", "size"], file_rows),
         schema_table=schema_markdown_table(),
-        configs=", ".join(f"`{c}`" for c in CONFIGS if c in result.configs),
+        configs=", ".join(f"`{c['config_name']}`" for c in card_yaml["configs"]),
         splits=", ".join(f"`{s}`" for s in SPLITS),
         label_table=_table(["labelled by", "clips"], sorted(comp["label_sources"].items())),
         rejected=stats["rejected"],

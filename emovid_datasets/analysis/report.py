@@ -77,8 +77,13 @@ def build_stats(ds: Any, *, alpha: float = 1.0, n_boot: int = 1000, seed: int = 
 
 
 def thumbnails(ds: Any, gallery: list[dict[str, Any]]) -> dict[str, bytes]:
-    """GIF bytes per gallery clip id; a clip that cannot be decoded is logged, marked in its entry and skipped."""
+    """GIF bytes per gallery clip id; a clip that cannot be decoded is logged, marked in its entry and skipped.
+
+    Empty for the media-free metadata config.
+    """
     out: dict[str, bytes] = {}
+    if "video" not in ds.column_names:
+        return out
     for entry in tqdm(gallery, desc="thumbnails", unit="clip"):
         try:
             out[entry["clip_id"]] = animated_thumbnail(ds[entry["row"]]["video"])
