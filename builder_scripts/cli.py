@@ -19,6 +19,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "builder_scripts.stages.splits",
     "builder_scripts.publish.build",
     "builder_scripts.publish.push",
+    "builder_scripts.publish.rehydrate",
     "builder_scripts.engine.pipeline",
     "builder_scripts.demo.command",
 )

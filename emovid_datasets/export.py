@@ -82,24 +82,22 @@ class ExportResult:
 def card_metadata(configs: dict[str, list[str]]) -> DatasetCardData:
     """Card YAML declaring each config's data files and its exact Features (what `load_dataset` reads).
 
-    ``configs`` maps the folders under `data/` to their splits; `default` lists every source folder's
-    shards (each clip is stored once). A release without media makes `metadata` its default.
+    ``configs`` maps the folders under `data/` to their splits. `default` lists every source folder's
+    shards (each clip is stored once); in a release without media it is the metadata.
     """
-    sources = [c for c in SOURCES if c in configs]
-    declared: dict[str, dict[str, Any]] = {}
-    if sources:
-        declared["default"] = {"data_files": [
-            {"split": s, "path": [f"data/{c}/{s}-*" for c in sources if s in configs[c]]}
-            for s in SPLITS if any(s in configs[c] for c in sources)]}
+    sources = [c for c in SOURCES if c in configs] or [METADATA_CONFIG]
+    declared: dict[str, dict[str, Any]] = {"default": {"default": True, "data_files": [
+        {"split": s, "path": [f"data/{c}/{s}-*" for c in sources if s in configs.get(c, ())]}
+        for s in SPLITS if any(s in configs.get(c, ()) for c in sources)]}}
     for config, splits in configs.items():
         declared[config] = {"data_files": [{"split": s, "path": f"data/{config}/{s}-*"} for s in SPLITS if s in splits]}
-    first = "default" if sources else next(iter(declared))
-    declared[first]["default"] = True
     card_data = DatasetCardData()
     MetadataConfigs(declared).to_dataset_card_data(card_data)
-    datasets.info.DatasetInfosDict(
-        {config: datasets.DatasetInfo(features=config_features(config), config_name=config) for config in declared}
-    ).to_dataset_card_data(card_data)
+    datasets.info.DatasetInfosDict({
+        config: datasets.DatasetInfo(features=config_features(sources[0] if config == "default" else config),
+                                     config_name=config)
+        for config in declared
+    }).to_dataset_card_data(card_data)
     return card_data
 
 

@@ -201,6 +201,14 @@ class TenorServer:
                     status, headers, body = server._search(params)
                     self._send(status, json.dumps(body).encode(), "application/json", headers)
                     return
+                if split.path == "/v2/posts":  # Response Objects by id, as Tenor's `/posts`
+                    if params.get("key") != server.key:
+                        self._send(400, b'{"error": {"code": 400}}', "application/json")
+                        return
+                    known = {i for ids in server.catalogue.values() for i in ids}
+                    found = [server.result(i) for i in params.get("ids", "").split(",") if i in known]
+                    self._send(200, json.dumps({"results": found}).encode(), "application/json")
+                    return
                 parts = split.path.strip("/").split("/")
                 if len(parts) == 3 and parts[0] == "m" and (parts[1], parts[2][-3:]) in server.media:
                     sticker_id, ext = parts[1], parts[2][-3:]

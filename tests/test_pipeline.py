@@ -257,3 +257,61 @@ def test_an_unknown_config_key_fails_with_its_name_before_any_stage_runs(tmp_pat
     with pytest.raises(ValueError, match=message):
         Pipeline(config, tmp_path, progress=False).run()
     assert not (tmp_path / "work").exists()
+
+
+def test_a_metadata_only_release_rehydrates_to_the_same_rows(demo, tmp_path):
+    from builder_scripts.publish.build import build_dataset
+    from builder_scripts.publish.rehydrate import SourceAccess, rehydrate
+
+    release = tmp_path / "release"
+    build_dataset(demo / "work" / "splits", release, metadata_only=True, evaluator=False, progress=False)
+    assert sorted(p.name for p in (release / "data").iterdir()) == ["metadata"]
+    assert "emovid-build rehydrate" in (release / "README.md").read_text()
+    assert set(load_emovid(str(release))) == {"train", "benchmark"}  # `metadata` is this release's default
+
+    raw = demo / "raw"
+    access = SourceAccess(from_dirs={"animation": str(raw / "animation"), "sticker": str(raw / "stickers"),
+                                     "movie": str(raw / "films")})
+    summary = rehydrate(release, tmp_path / "again", access=access, progress=False)
+    assert summary.rejected == 0
+    original = load_emovid(str(demo / "dataset"), "default", decode_media=False)
+    again = load_emovid(str(tmp_path / "again"), "default", decode_media=False)
+    for split in ("train", "benchmark"):
+        before = {r["clip_id"]: r for r in original[split]}
+        after = {r["clip_id"]: r for r in again[split]}
+        assert after.keys() == before.keys()
+        for clip_id, row in after.items():
+            old = before[clip_id]
+            same = ("source", "emotion", "label_source", "human_votes", "caption", "origin", "sequence_id",
+                    "sequence_index", "start_time", "end_time", "hue", "width", "height", "has_audio")
+            assert {k: row[k] for k in same} == {k: old[k] for k in same}, clip_id
+            assert abs(row["duration"] - old["duration"]) <= 1 / old["fps"] + 1e-6, clip_id
+            assert abs(row["num_frames"] - old["num_frames"]) <= 1, clip_id
+            assert row["video"]["bytes"][4:8] == b"ftyp"
+
+
+def test_a_rehydrate_with_a_missing_source_records_it_and_goes_on(demo, tmp_path):
+    import shutil
+
+    from builder_scripts.engine.manifest import read_rejects
+    from builder_scripts.publish.build import build_dataset
+    from builder_scripts.publish.rehydrate import SourceAccess, rehydrate
+
+    release = tmp_path / "release"
+    build_dataset(demo / "work" / "splits", release, metadata_only=True, evaluator=False, progress=False)
+    films = tmp_path / "films"
+    shutil.copytree(demo / "raw" / "films", films)
+    (films / "film-01.mp4").unlink()  # one film cannot be had any more
+    access = SourceAccess(from_dirs={"animation": str(demo / "raw" / "animation"), "movie": str(films)})
+    summary = rehydrate(release, tmp_path / "again", access=access, progress=False)
+    rejects = read_rejects(tmp_path / "again.work")
+    meta = load_emovid(str(release), "metadata")
+    rows = [r for ds in meta.values() for r in ds]
+    lost = {r["clip_id"] for r in rows if r["sequence_id"] == "film-01"}
+    stickers = {r["clip_id"] for r in rows if r["source"] == SOURCES.index("sticker")}
+    assert {r["clip_id"] for r in rejects} == lost | stickers
+    assert all("film-01" in r["reason"] for r in rejects if r["clip_id"] in lost)
+    assert all("--from-dir sticker=FOLDER" in r["reason"] for r in rejects if r["clip_id"] in stickers)
+    built = load_emovid(str(tmp_path / "again"), "default", decode_media=False)
+    assert {c for ds in built.values() for c in ds["clip_id"]} == {r["clip_id"] for r in rows} - lost - stickers
+    assert summary.rows == len(rows) - len(lost) - len(stickers)

@@ -111,6 +111,19 @@ def labelling_quality(out_dir: Path) -> str:
     return "\n".join(lines)
 
 
+def media_note(result: ExportResult) -> str:
+    """What the card says about the media: where it is, or, for a metadata-only release, how to rebuild it."""
+    if any(config in SOURCES for config, _ in result.shards):
+        return "Each clip's media is embedded in its row (see below); `metadata` omits it."
+    return ("**This release holds no media**, only the `metadata` config: the clips are cut again from their "
+            "sources by each row's `origin`, `start_time` and `end_time`. Rebuild a full dataset folder with\n\n"
+            "```bash\nemovid-build rehydrate PATH_OR_REPO_ID --out emovid --from-dir animation=ANIMATION_FOLDER \\\n"
+            "    --tenor-endpoint TENOR_COMPATIBLE_API  # stickers by id, key in $TENOR_API_KEY\n```\n\n"
+            "Movies are downloaded by their YouTube URL (or `--download-url` with `{videoid}`, or "
+            "`--from-dir movie=FOLDER` of files named by video id). Each cut is checked against the row's frame "
+            "count and duration; what cannot be fetched is listed in `OUT.work/rejects.parquet`.")
+
+
 def render_card(result: ExportResult, *, pretty_name: str = "EmoVid") -> str:
     """The full README.md text: YAML (configs + Features) followed by the filled-in template."""
     stats = card_statistics(result)
@@ -141,6 +154,7 @@ def render_card(result: ExportResult, *, pretty_name: str = "EmoVid") -> str:
         label_table=_table(["labelled by", "clips"], sorted(comp["label_sources"].items())),
         rejected=stats["rejected"],
         labelling_quality=labelling_quality(result.root),
+        media_note=media_note(result),
     )
     return f"---\n{card_yaml.to_yaml()}\n---\n\n{body}"
 

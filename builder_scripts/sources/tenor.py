@@ -244,12 +244,10 @@ class TenorClient:
             params["pos"] = pos
         return params
 
-    def search(self, query: str, pos: str = "", limit: int = MAX_LIMIT) -> SearchPage:
-        """One page of `/search` results for ``query`` starting at cursor ``pos`` ("" = first page)."""
-        response = get_with_retries(self.session, self.search_url, params=self._params(query, pos, limit),
-                                    timeout=self.timeout, backoff=self.backoff, limiter=self.limiter,
-                                    secret=self.key)
-        shown = self.page_url(query, pos, limit)
+    def _results(self, url: str, params: dict[str, Any], shown: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        """GET ``url`` politely; its Response Objects (those with an id) and the whole answer."""
+        response = get_with_retries(self.session, url, params=params, timeout=self.timeout, backoff=self.backoff,
+                                    limiter=self.limiter, secret=self.key)
         with response:
             if response.status_code != 200:
                 message = scrub(_error_message(response), self.key)
@@ -260,8 +258,25 @@ class TenorClient:
                 raise TenorUnavailable(f"GET {shown}: the answer is not JSON ({exc})") from exc
         if not isinstance(body, dict) or not isinstance(body.get("results"), list):
             raise TenorUnavailable(f"GET {shown}: the answer has no 'results' list")
-        results = [r for r in body["results"] if isinstance(r, dict) and r.get("id") not in (None, "")]
+        return [r for r in body["results"] if isinstance(r, dict) and r.get("id") not in (None, "")], body
+
+    def search(self, query: str, pos: str = "", limit: int = MAX_LIMIT) -> SearchPage:
+        """One page of `/search` results for ``query`` starting at cursor ``pos`` ("" = first page)."""
+        results, body = self._results(self.search_url, self._params(query, pos, limit),
+                                      self.page_url(query, pos, limit))
         return SearchPage(results=results, next=str(body.get("next") or ""))
+
+    def post(self, post_id: str) -> dict[str, Any]:
+        """One Response Object by id from `/posts` (what rehydrating a sticker needs); TenorRequestError if unknown."""
+        url = self.search_url.removesuffix("/search") + "/posts"
+        params = {k: v for k, v in self.base_params.items() if k not in ("searchfilter", "contentfilter", "locale")}
+        params["ids"] = post_id
+        shown = scrub(url + "?" + urlencode(params), self.key)
+        results, _ = self._results(url, params, shown)
+        match = [r for r in results if str(r["id"]) == str(post_id)]
+        if not match:
+            raise TenorRequestError(f"GET {shown}: no post with id {post_id}")
+        return match[0]
 
 
 def as_list(value: Any) -> list[str]:
