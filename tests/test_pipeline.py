@@ -210,6 +210,14 @@ def test_analyze_the_demo(demo, tmp_path):
     assert sum(s.startswith("data:image/png;base64,") for s in parser.sources) >= 4  # the plots
     assert sum(s.startswith("data:image/gif;base64,") for s in parser.sources) >= 8  # the gallery
 
+    # the same numbers from the media-free metadata config (no gallery thumbnails there)
+    meta_out = tmp_path / "metadata"
+    assert main(["analyze", str(demo / "dataset"), "--config", "metadata", "--out", str(meta_out), "--split", "all",
+                 "--bootstrap", "50"]) == 0
+    meta_stats = json.loads((meta_out / "stats.json").read_text())
+    for key in ("clips", "composition", "colour", "transitions", "phrases"):
+        assert meta_stats[key] == stats[key], key
+
 
 def _comparable(value, root):
     """A manifest value with the demo folder's path taken out (floats rounded: model scores are per process)."""
