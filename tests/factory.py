@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from fractions import Fraction
 from pathlib import Path
-from typing import Callable, Sequence, Union
+from typing import Callable, Optional, Sequence, Union
 
+import av
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -105,3 +107,59 @@ def corrupt_clip(dataset: Union[str, Path], clip_id: str) -> None:
             if row["clip_id"] == clip_id:
                 row["video"] = {"bytes": b"\x00not a video" * 64, "path": None}
         pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), shard)
+
+
+def marker_frame(width: int, height: int) -> np.ndarray:
+    """A blue (H, W, 3) frame whose top-left quarter is red: shows which way up, and how wide, a frame is shown."""
+    frame = np.zeros((height, width, 3), np.uint8)
+    frame[...] = (20, 40, 220)
+    frame[: height // 2, : width // 2] = (230, 30, 30)
+    return frame
+
+
+def make_pyav_video(path: Union[str, Path], *, size: tuple[int, int] = (64, 48), frames: int = 12, fps: int = 12,
+                    sar: Optional[Fraction] = None, rotation: Optional[int] = None, faststart: bool = False,
+                    audio_rate: Optional[int] = None, color: Optional[Callable[[int], np.ndarray]] = None) -> Path:
+    """An H.264 MP4 written with PyAV itself, with what `Mp4Writer` never writes: a sample aspect ratio (an
+    anamorphic DVD), a display matrix (``rotation`` degrees counter-clockwise, as `VideoFrame.rotation` reads
+    it: -90 is a phone's "rotate 90"), the index up front (``faststart``, as streamed files have it); with a
+    440 Hz mono tone at ``audio_rate``. ``color(i)`` draws frame ``i`` at ``size`` (default: `marker_frame`)."""
+    width, height = size
+    color = color or (lambda i: marker_frame(width, height))
+    with av.open(str(path), "w", options={"movflags": "+faststart"} if faststart else {}) as out:
+        video = out.add_stream("libx264", rate=fps)
+        video.width, video.height, video.pix_fmt = width, height, "yuv420p"
+        video.options = {"threads": "1", "x264-params": "cpu-independent=1"}
+        if sar is not None:
+            video.codec_context.sample_aspect_ratio = sar
+        if rotation is not None:
+            video.set_display_rotation(rotation)
+        sound = out.add_stream("aac", rate=audio_rate, layout="mono") if audio_rate else None
+        per_frame = audio_rate // fps if audio_rate else 0
+        for i in range(frames):
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(color(i)), format="rgb24")
+            frame.pts = i
+            out.mux(video.encode(frame))
+            if sound is not None:
+                t = np.arange(i * per_frame, (i + 1) * per_frame) / audio_rate
+                chunk = av.AudioFrame.from_ndarray((0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None],
+                                                   format="fltp", layout="mono")
+                chunk.sample_rate, chunk.pts = audio_rate, i * per_frame
+                out.mux(sound.encode(chunk))
+        out.mux(video.encode(None))
+        if sound is not None:
+            out.mux(sound.encode(None))
+    return Path(path)
+
+
+def noise_frames(size: tuple[int, int] = (64, 48), seed: int = 0) -> Callable[[int], np.ndarray]:
+    """Frame ``i`` of random noise (bytes spread evenly over a file, and no two frames alike)."""
+    width, height = size
+    return lambda i: np.random.default_rng((seed, i)).integers(0, 256, (height, width, 3), dtype=np.uint8)
+
+
+def cut_off(path: Union[str, Path], src: Union[str, Path], fraction: float) -> Path:
+    """The first ``fraction`` of ``src``'s bytes written to ``path``: an interrupted download."""
+    data = Path(src).read_bytes()
+    Path(path).write_bytes(data[: int(len(data) * fraction)])
+    return Path(path)

@@ -210,6 +210,26 @@ def test_searching_stops_when_the_service_is_down_and_a_rerun_resumes(tmp_path):
     assert read_rejects(tmp_path) == []
 
 
+def test_only_pages_failing_one_after_another_stop_searching(tmp_path):
+    queries = {"amusement": ("funny", "lol"), "awe": ("wow",), "sadness": ("sad", "cry")}
+    with TenorServer(CATALOGUE, key=KEY) as server:
+        client = client_for(server, retries=0)
+        search, asked = client.search, []
+
+        def search_with_outages(query, *args, **kwargs):  # the service fails every other request, 3 in all
+            asked.append(query)
+            if len(asked) in (1, 3, 5):
+                server.fail_next(503)
+            return search(query, *args, **kwargs)
+
+        client.search = search_with_outages
+        summary = crawl(tmp_path, client, queries=queries)
+    # funny p1 fails, lol p1 answers, lol p2 fails, wow answers (no results), sad p1 fails, cry answers
+    assert asked == ["funny", "lol", "lol", "wow", "sad", "cry"]
+    assert summary.halted is None and summary.failed_queries == ["funny", "lol", "sad"]
+    assert len([r for r in read_rejects(tmp_path) if r["stage"] == SEARCH_STAGE]) == 3
+
+
 def test_rate_limiter_spacing_with_an_injected_clock():
     now = [100.0]
     sleeps = Sleeps()
@@ -396,3 +416,32 @@ def test_a_refused_connection_fails_at_once_without_retrying():
         with pytest.raises(TenorUnavailable, match="connection refused") as failure:
             client.search("funny")
     assert sleeps.calls == [] and KEY not in str(failure.value)
+
+
+def test_stickers_come_out_as_shown_and_a_cut_off_one_is_recorded(tmp_path):
+    """An anamorphic and a rotated MP4 rendition are stored in square pixels, upright, and the row gives the size
+    shown; a cut-off one keeps what decodes and says so."""
+    from fractions import Fraction
+
+    from factory import cut_off, make_pyav_video, noise_frames
+
+    made = tmp_path / "made"
+    made.mkdir()
+    whole = make_pyav_video(made / "whole.mp4", frames=40, fps=10, faststart=True, color=noise_frames())
+    renditions = {
+        "301": make_pyav_video(made / "dvd.mp4", size=(352, 288), frames=6, fps=10, sar=Fraction(16, 11)),
+        "302": make_pyav_video(made / "phone.mp4", size=(32, 24), frames=6, fps=10, rotation=-90),
+        "303": cut_off(made / "part.mp4", whole, 0.5),
+    }
+    with TenorServer({"funny": list(renditions)}, key=KEY) as server:
+        for sticker_id, path in renditions.items():
+            server.media[(sticker_id, "mp4")] = path.read_bytes()
+        crawl(tmp_path / "out", client_for(server, media_filter="mp4,tinymp4"), media_format="mp4")
+    rows = {r["tenor_id"]: r for r in read_manifest(tmp_path / "out")}
+    assert {i: (r["width"], r["height"]) for i, r in rows.items() if i != "303"} == {"301": (512, 288), "302": (24, 32)}
+    assert all((probe(r["video_path"]).width, probe(r["video_path"]).height) == (r["width"], r["height"])
+               for r in rows.values())
+    part = rows["303"]
+    assert part["truncated"] is True and part["header_duration"] == pytest.approx(4.0)
+    assert 0.5 < part["duration"] < 3.5 and part["decoded_duration"] == pytest.approx(part["duration"], abs=0.01)
+    assert rows["301"]["truncated"] is False

@@ -157,3 +157,55 @@ def test_static_media_is_rejected_as_the_crawl_rejects_it(tmp_path):
     assert set(reasons) == {"sticker-still", "sticker-png-in-disguise"}
     assert all("is static (a single frame)" in why for why in reasons.values())
     assert sorted(p.name for p in (out / "clips").iterdir()) == ["sticker-moving.mp4"]  # no still left behind
+
+
+def test_anamorphic_and_rotated_files_are_imported_as_shown(tmp_path):
+    from fractions import Fraction
+
+    from factory import make_pyav_video
+
+    src = tmp_path / "src"
+    src.mkdir()
+    make_pyav_video(src / "dvd.mp4", size=(352, 288), frames=4, sar=Fraction(16, 11))  # 4:3 PAL, 512x288 shown
+    make_pyav_video(src / "phone.mp4", size=(64, 48), frames=4, rotation=-90)
+    run_import(src, tmp_path / "out", progress=False)
+    sizes = {r["source_file"]: (probe(r["video_path"]).width, probe(r["video_path"]).height)
+             for r in read_manifest(tmp_path / "out")}
+    assert sizes == {"dvd.mp4": (512, 288), "phone.mp4": (48, 64)}
+
+
+def test_cut_off_files_keep_what_decodes_and_the_manifest_says_so(tmp_path):
+    """An interrupted download keeps only its decodable part, marked ``truncated`` with both lengths; one that
+    keeps less than two frames is rejected, the reason naming the file and the truncation."""
+    import av
+    from factory import cut_off, make_pyav_video, noise_frames
+
+    src, work = tmp_path / "src", tmp_path / "work"
+    src.mkdir()
+    work.mkdir()
+    whole = make_pyav_video(work / "whole.mp4", frames=300, fps=10, faststart=True, audio_rate=16000,
+                            color=noise_frames())
+    (src / "whole.mp4").write_bytes(whole.read_bytes())
+    cut_off(src / "part.mp4", whole, 0.4)
+    gif = make_gif(work / "face.gif", frames=40, size=(96, 96), colors=[(i * 6, 255 - i * 6, 90) for i in range(40)])
+    cut_off(src / "face.gif", gif, 0.5)
+    stub = make_pyav_video(work / "stub.mp4", frames=40, fps=10, faststart=True, color=noise_frames(seed=1))
+    with av.open(str(stub)) as c:  # keep the index, the first frame and half the second
+        first, second = [p for p in c.demux(video=0)][:2]
+    cut_off(src / "stub.mp4", stub, (second.pos + second.size // 2) / stub.stat().st_size)
+    out = tmp_path / "out"
+
+    run_import(src, out, progress=False)
+
+    rows = {r["source_file"]: r for r in read_manifest(out)}
+    assert set(rows) == {"whole.mp4", "part.mp4", "face.gif"}
+    assert rows["whole.mp4"]["truncated"] is False and rows["whole.mp4"]["header_duration"] == pytest.approx(30)
+    part = rows["part.mp4"]
+    info = probe(part["video_path"])
+    assert part["truncated"] is True and part["header_duration"] == pytest.approx(30)
+    assert 5 < part["decoded_duration"] < 15 and info.duration == pytest.approx(part["decoded_duration"], abs=0.01)
+    face = rows["face.gif"]
+    assert face["truncated"] is True and 0 < face["decoded_duration"] < 4
+    (bad,) = read_rejects(out)
+    assert bad["clip_id"] == "animation-stub" and "stub.mp4" in bad["reason"] and "cut off" in bad["reason"]
+    assert sorted(p.name for p in (out / "clips").iterdir()) == sorted(f"{r['clip_id']}.mp4" for r in rows.values())

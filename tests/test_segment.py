@@ -268,3 +268,69 @@ def test_file_stems_become_safe_clip_ids(film, tmp_path):
     odd.write_bytes(film.read_bytes())
     [item] = segment.collect_videos([tmp_path / "videos"])
     assert item["clip_id"] == "my_film_echo_hi" and item["video_path"] == str(odd)
+
+
+def _write_vfr(path: Path) -> Path:
+    """8 s whose frames come every 50 ms for 3 s, then every 250 ms (a phone's variable rate), each frame's grey
+    level telling its time; the sound is 440 Hz up to 4.0 s and 880 Hz after."""
+    from fractions import Fraction
+
+    import av
+
+    times = [i * 0.05 for i in range(60)] + [3.0 + i * 0.25 for i in range(20)]
+    with av.open(str(path), "w") as out:
+        video = out.add_stream("libx264", rate=12)
+        video.width, video.height, video.pix_fmt = SIZE[0], SIZE[1], "yuv420p"
+        video.codec_context.time_base = Fraction(1, 1000)
+        sound = out.add_stream("aac", rate=AUDIO_RATE, layout="mono")
+        for t in times:
+            frame = av.VideoFrame.from_ndarray(np.full((SIZE[1], SIZE[0], 3), 20 + round(t * 25), np.uint8),
+                                               format="rgb24")
+            frame.pts, frame.time_base = round(t * 1000), Fraction(1, 1000)
+            out.mux(video.encode(frame))
+        out.mux(video.encode(None))
+        t = np.arange(8 * AUDIO_RATE) / AUDIO_RATE
+        tone = (0.3 * np.sin(2 * np.pi * np.where(t < 4.0, 440, 880) * t)).astype(np.float32)
+        for k in range(0, len(tone), 1024):
+            chunk = av.AudioFrame.from_ndarray(tone[None, k:k + 1024], format="fltp", layout="mono")
+            chunk.sample_rate, chunk.pts = AUDIO_RATE, k
+            out.mux(sound.encode(chunk))
+        out.mux(sound.encode(None))
+    return path
+
+
+def test_variable_frame_rate_keeps_its_pace_and_its_sound_in_sync(tmp_path):
+    """Frames written one per slot whatever their timestamps drift from their sound (here by up to 3 s)."""
+    source = _write_vfr(tmp_path / "vfr.mp4")
+    segment.run_segment([{"clip_id": "vfr", "video_path": str(source)}], tmp_path / "out", min_seconds=1.0,
+                        progress=False)
+    (row,) = read_manifest(tmp_path / "out")
+    info = probe(row["video_path"])
+    assert row["end_time"] == pytest.approx(8.0, abs=0.01)
+    assert info.duration == pytest.approx(8.0, abs=0.02)  # the last frame is held for its own 250 ms
+    shown = (read_frames(row["video_path"])[:, :, :, 1].mean(axis=(1, 2)) - 20) / 25  # source time of each frame
+    slots = np.arange(len(shown)) / info.fps
+    assert np.abs(shown - slots).max() < 0.3  # the 250 ms gaps and half a slot, never more
+    sound = decode_audio(row["video_path"], sample_rate=AUDIO_RATE)[0]
+    assert 0 <= len(sound) - round(info.duration * AUDIO_RATE) <= 2048  # AAC pads its last frame
+    window = AUDIO_RATE // 50
+    high = [_peak_hz(sound[k:k + window]) > 660 for k in range(0, len(sound) - window, window)]
+    switch = high.index(True) * window / AUDIO_RATE
+    assert switch == pytest.approx(4.0, abs=0.03)
+    assert shown[int(switch * info.fps)] == pytest.approx(switch, abs=0.3)  # the picture there is the same instant
+
+
+def test_anamorphic_and_rotated_sources_are_cut_as_shown(tmp_path):
+    from fractions import Fraction
+
+    from factory import make_pyav_video
+
+    dvd = make_pyav_video(tmp_path / "dvd.mp4", size=(352, 288), frames=24, sar=Fraction(16, 11))
+    phone = make_pyav_video(tmp_path / "phone.mp4", size=(64, 48), frames=24, rotation=-90)
+    segment.run_segment([{"clip_id": p.stem, "video_path": str(p)} for p in (dvd, phone)], tmp_path / "out",
+                        min_seconds=1.0, progress=False)
+    rows = {r["parent_id"]: r for r in read_manifest(tmp_path / "out")}
+    assert {k: (probe(r["video_path"]).width, probe(r["video_path"]).height) for k, r in rows.items()} == {
+        "dvd": (512, 288), "phone": (48, 64)}
+    frame = read_frames(rows["phone"]["video_path"])[0]
+    assert frame[:24, -24:, 0].mean() > 150 and frame[-24:, :24, 2].mean() > 150  # red top right: turned clockwise

@@ -41,7 +41,7 @@ from builder_scripts.sources.tenor import (
     pick_media,
 )
 from emovid_datasets.atomic import atomic_write_text
-from emovid_datasets.media import MediaError, probe, to_mp4
+from emovid_datasets.media import MediaError, convert, probe
 from emovid_datasets.media.files import safe_remote_id
 from emovid_datasets.media.probe import require_moving
 from emovid_datasets.records import read_json_file
@@ -126,22 +126,27 @@ def result_item(result: Mapping[str, Any], query: str, emotion: str, media_forma
 
 
 def fetch_sticker(item: Mapping[str, Any], *, clips_dir: Path, timeout: float, backoff: Backoff) -> dict[str, Any]:
-    """Download one sticker, convert it to a silent MP4 and return its manifest row (raises with the reason)."""
+    """Download one sticker, convert it to a silent MP4 as a viewer sees it and return its manifest row, which
+    records a cut-off file (raises with the reason)."""
     url = item.get("media_url")
     if not url:
         raise DownloadError(f"no {item['wanted_format']} rendition in the search result")
     data = download_media(url, expected_size=item.get("media_size"), timeout=timeout, backoff=backoff)
     dst = clips_dir / f"{item['clip_id']}.mp4"
     try:
-        to_mp4({"bytes": data, "path": url}, dst, keep_audio=False)
+        done = convert({"bytes": data, "path": url}, dst, keep_audio=False)
         info = probe(dst)
     except MediaError as exc:
         raise MediaError(f"undecodable {item['media_format']} download: {exc}") from exc
-    require_moving(dst, what=f"the sticker at {url} (use --searchfilter sticker,-static)", info=info)
+    hint = done.cut_off if done.truncated else "use --searchfilter sticker,-static"
+    require_moving(dst, what=f"the sticker at {url} ({hint})", info=info)
+    if done.truncated:
+        log.warning("%s: the sticker at %s is %s; kept what decodes", STAGE, url, done.cut_off)
     keep = ("clip_id", "tenor_id", "emotion", "query", "title", "description", "tags", "flags", "origin", "url",
             "itemurl", "created", "media_format", "media_url")
     return {**{k: item.get(k) for k in keep}, "source": "sticker", "video_path": str(dst), "has_audio": False,
-            **{k: getattr(info, k) for k in ("duration", "fps", "num_frames", "width", "height")}}
+            **{k: getattr(info, k) for k in ("duration", "fps", "num_frames", "width", "height")},
+            **done.manifest_fields()}
 
 
 class _Search:

@@ -25,8 +25,8 @@ from builder_scripts.engine.executors import add_engine_arguments, with_engine
 from builder_scripts.engine.runner import StageSummary, exit_status, run_stage
 from builder_scripts.engine.stage import FunctionStage
 from emovid_datasets.builder import COLOR_COLUMNS, PROBE_COLUMNS, is_local_path
+from emovid_datasets.media import convert
 from emovid_datasets.media import files as media_files
-from emovid_datasets.media import to_mp4
 from emovid_datasets.media.probe import require_moving
 from emovid_datasets.records import read_json_file, read_json_lines
 from emovid_datasets.schema import FEATURES, SPLITS
@@ -150,7 +150,8 @@ def _coerce(name: str, value: Any) -> Any:
 
 
 def import_clip(item: dict[str, Any], *, out_dir: str, max_side: Optional[int] = None) -> dict[str, Any]:
-    """Convert one file to MP4 (keeping its sound) and return its manifest row with the carried metadata."""
+    """Convert one file to MP4 (keeping its sound) and return its manifest row with the carried metadata and
+    whether the file was cut off (`Conversion.manifest_fields`: only what decodes is kept)."""
     carried = {}
     for name in CARRIED_COLUMNS:
         try:
@@ -159,10 +160,13 @@ def import_clip(item: dict[str, Any], *, out_dir: str, max_side: Optional[int] =
             raise ValueError(f"{item['source_file']}: metadata {exc}") from exc
         if value is not None:
             carried[name] = value
-    path = to_mp4(item["path"], Path(out_dir) / "clips" / f"{item['clip_id']}.mp4", max_side=max_side)
-    require_moving(path, what=item["source_file"])  # the crawl's rule: a 1-frame GIF or a still is no video
-    return {**carried, "clip_id": item["clip_id"], "video_path": str(path), "source": item["source"],
-            "origin": item["origin"], "source_file": item["source_file"]}
+    done = convert(item["path"], Path(out_dir) / "clips" / f"{item['clip_id']}.mp4", max_side=max_side)
+    what = item["source_file"] + (f" ({done.cut_off})" if done.truncated else "")
+    require_moving(done.path, what=what)  # the crawl's rule: a 1-frame GIF or a still is no video
+    if done.truncated:
+        log.warning("%s: %s is %s; kept what decodes", STAGE, item["source_file"], done.cut_off)
+    return {**carried, "clip_id": item["clip_id"], "video_path": str(done.path), "source": item["source"],
+            "origin": item["origin"], "source_file": item["source_file"], **done.manifest_fields()}
 
 
 def _origin(metadata: dict[str, Any], source: str, rel: Path) -> str:

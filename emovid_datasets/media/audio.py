@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from typing import Optional
+from typing import Iterator, Optional
 
 import av
 import numpy as np
@@ -76,3 +76,73 @@ def decode_audio(src: MediaSource, *, sample_rate: int, channels: int = 1) -> np
     if not chunks:
         return np.zeros((channels, 0), dtype=np.float32)
     return np.concatenate(chunks, axis=1).astype(np.float32, copy=False)
+
+
+class AudioTrack:
+    """A source's first sound track as float32 (channels, samples; mono, else a stereo mix), handed out by time range.
+
+    Decoded lazily from a demuxer of its own, so what a writer gets never depends on how the container
+    interleaves packets. Time 0 is ``video_start`` (the first video frame): audio before it is dropped, a
+    late start is padded with silence. Decoding stops at the first packet that does not decode (a cut-off
+    download): ``error`` then names the file and the reason, and the rest reads as silence.
+    """
+
+    def __init__(self, src: MediaSource, video_start: float) -> None:
+        self.src = src
+        self._container = open_input(src)
+        stream = self._container.streams.audio[0]
+        self.rate = int(stream.rate)
+        self.layout = "mono" if stream.channels == 1 else "stereo"
+        self.channels = 1 if self.layout == "mono" else 2
+        self.error: Optional[str] = None
+        self._chunks = self._decode(stream, video_start)
+        self._pending = np.zeros((self.channels, 0), np.float32)
+        self._position = 0  # sample index (from time 0) of the first pending sample
+
+    def _decode(self, stream: av.audio.AudioStream, video_start: float) -> Iterator[np.ndarray]:
+        resampler = av.AudioResampler(format="fltp", layout=self.layout, rate=self.rate)
+        skip: Optional[int] = None  # samples to drop (> 0) or silence to insert (< 0) before the first one
+        try:
+            for frame in self._container.decode(stream):
+                if skip is None:
+                    start = float(frame.time) if frame.time is not None else video_start
+                    skip = round((video_start - start) * self.rate)
+                    if skip < 0:
+                        yield np.zeros((self.channels, -skip), np.float32)
+                for out in resampler.resample(frame):
+                    chunk = out.to_ndarray()
+                    if skip > 0:
+                        chunk, skip = chunk[:, skip:], max(0, skip - chunk.shape[1])
+                    yield chunk
+            for out in resampler.resample(None):
+                yield out.to_ndarray()
+        except av.FFmpegError as exc:
+            self.error = f"{describe(self.src)}: audio decoding failed ({exc})"
+
+    def take(self, until: float) -> np.ndarray:
+        """The samples from the previous call's end up to time ``until`` (silence past the track's end)."""
+        end = round(until * self.rate)
+        missing = end - self._position - self._pending.shape[1]
+        chunks = [self._pending]
+        while missing > 0:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                chunk = np.zeros((self.channels, missing), np.float32)
+            chunks.append(chunk)
+            missing -= chunk.shape[1]
+        pending = np.concatenate(chunks, axis=1) if len(chunks) > 1 else self._pending
+        count = max(0, end - self._position)
+        out, self._pending = pending[:, :count], pending[:, count:]
+        self._position += count
+        return out
+
+    def close(self) -> None:
+        """Stop decoding and close the demuxer."""
+        self._chunks.close()
+        self._container.close()
+
+    def __enter__(self) -> "AudioTrack":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,13 +1,16 @@
-"""Open any media input (path, bytes, or a datasets `{bytes, path}` dict) with PyAV."""
+"""Open any media input (path, bytes, or a datasets `{bytes, path}` dict) with PyAV, and read its frames' timing
+and geometry as a player shows them."""
 
 from __future__ import annotations
 
 import io
 import os
+from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any, Union
+from typing import Any, Optional, Union
 
 import av
+import numpy as np
 
 MediaSource = Union[str, os.PathLike, bytes, bytearray, memoryview, dict]
 
@@ -70,3 +73,64 @@ def nominal_rate(stream: av.video.stream.VideoStream, src: MediaSource) -> Fract
 def frame_time(frame: av.frame.Frame, index: int, rate: Fraction) -> float:
     """Seconds at which a decoded frame is shown: its timestamp, else its index at the nominal ``rate``."""
     return float(frame.time) if frame.time is not None else index / float(rate)
+
+
+def frame_duration(frame: av.frame.Frame, rate: Fraction) -> float:
+    """Seconds a decoded frame stays on screen: its own duration (a GIF delay, a VFR gap), else one frame at ``rate``."""
+    if frame.duration and frame.time_base is not None:
+        return float(frame.duration * frame.time_base)
+    return 1 / float(rate)
+
+
+def even(n: int) -> int:
+    """Round a dimension down to an even number (yuv420p needs it), never below 2."""
+    return max(2, int(n) // 2 * 2)
+
+
+@dataclass(frozen=True)
+class Display:
+    """How a player shows a video stream: its size in square pixels and the quarter turns (counter-clockwise)
+    its display matrix asks for, so an anamorphic DVD is not squashed and a phone video is not sideways."""
+
+    width: int
+    height: int
+    turns: int = 0
+
+    @classmethod
+    def of(cls, stream: av.video.stream.VideoStream, frame: Optional[av.VideoFrame]) -> "Display":
+        """The display of ``stream`` read from its first decoded ``frame`` (PyAV reads the display matrix from frames
+        only); without a frame, the coded size at the stream's sample aspect ratio.
+
+        Non-square samples are stretched, never shrunk (FFmpeg's ``scale=iw*sar:ih`` when the SAR is above 1),
+        so no resolution is thrown away: 704x576 at 16:11 shows as 1024x576.
+        """
+        width, height = (frame.width, frame.height) if frame is not None else (stream.codec_context.width,
+                                                                                stream.codec_context.height)
+        sar = stream.sample_aspect_ratio
+        if sar and sar > 1:
+            width = round(width * sar)
+        elif sar and sar < 1:
+            height = round(height / sar)
+        turns = round(frame.rotation / 90) % 4 if frame is not None else 0
+        return cls(height, width, turns) if turns % 2 else cls(width, height, turns)
+
+    def fit(self, max_side: Optional[int] = None) -> "Display":
+        """This display scaled down so its longer side is at most ``max_side``, with even sides for the encoder."""
+        scale = max_side / max(self.width, self.height) if max_side and max(self.width, self.height) > max_side else 1
+        return Display(even(round(self.width * scale)), even(round(self.height * scale)), self.turns)
+
+    def render(self, frame: av.VideoFrame) -> av.VideoFrame:
+        """``frame`` as a viewer sees it: resampled to this (even) size in square pixels, turned upright, yuv420p."""
+        if self.width % 2 or self.height % 2:
+            raise ValueError(f"render needs even sides, got {self.width}x{self.height} (use Display.fit)")
+        width, height = (self.height, self.width) if self.turns % 2 else (self.width, self.height)
+        out = frame.reformat(width=width, height=height, format="yuv420p")
+        if not self.turns:
+            return out
+        packed = out.to_ndarray()  # (height * 3/2, width): the Y plane, then U and V at half size
+        luma, chroma = packed[:height], packed[height:].reshape(2, height // 2, width // 2)
+        turned = [np.rot90(luma, self.turns).ravel(), np.rot90(chroma, self.turns, axes=(1, 2)).ravel()]
+        upright = av.VideoFrame.from_ndarray(np.concatenate(turned).reshape(self.height * 3 // 2, self.width),
+                                             format="yuv420p")
+        upright.colorspace, upright.color_range = out.colorspace, out.color_range
+        return upright

@@ -1,4 +1,4 @@
-"""Probe a clip's container: duration, frame rate, frame count, size and sound track."""
+"""Probe a clip: duration, frame rate, frame count, displayed size and sound track."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any, Optional, Union
 
 import av
 
-from .container import MediaError, MediaSource, describe, open_input, video_stream
+from .container import Display, MediaError, MediaSource, describe, open_input, video_stream
 
 # The `MediaInfo` values that become dataset columns.
 PROBE_COLUMNS = ("duration", "fps", "num_frames", "width", "height", "has_audio")
@@ -22,7 +22,7 @@ class MediaInfo:
     duration: float
     fps: float
     num_frames: int
-    width: int
+    width: int  # as displayed: square pixels, turned upright (`container.Display`)
     height: int
     has_audio: bool
     video_codec: str
@@ -46,11 +46,11 @@ def _count_video_packets(container: av.container.InputContainer, stream: av.vide
 
 
 def probe(src: MediaSource, *, decode_check: bool = True) -> MediaInfo:
-    """Read stream metadata; with ``decode_check`` also decode the first frame to prove the clip is usable."""
+    """Read stream metadata and decode the first frame for the size a player shows (square pixels, upright);
+    with ``decode_check`` a first frame that does not decode is an error, without it the coded size stands in."""
     with open_input(src) as container:
         stream = video_stream(container, src, threaded=False)
         audio = container.streams.audio[0] if container.streams.audio else None
-        width, height = stream.codec_context.width, stream.codec_context.height
         rate = stream.average_rate or stream.guessed_rate
         num_frames = int(stream.frames or 0)
         duration = 0.0
@@ -67,17 +67,19 @@ def probe(src: MediaSource, *, decode_check: bool = True) -> MediaInfo:
             duration = num_frames / float(rate or 25)
         # Frames over duration is right for variable-rate clips (GIF delays) where the header rate is not.
         fps = num_frames / duration
-        if decode_check:
-            try:
-                next(container.decode(stream))
-            except (StopIteration, av.FFmpegError) as exc:
+        try:
+            first = next(container.decode(stream))
+        except (StopIteration, av.FFmpegError) as exc:
+            if decode_check:
                 raise MediaError(f"{describe(src)}: video does not decode ({exc or 'no frame'})") from exc
+            first = None
+        display = Display.of(stream, first)
         return MediaInfo(
             duration=duration,
             fps=fps,
             num_frames=num_frames,
-            width=int(width),
-            height=int(height),
+            width=display.width,
+            height=display.height,
             has_audio=audio is not None,
             video_codec=stream.codec_context.name,
         )

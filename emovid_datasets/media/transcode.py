@@ -1,24 +1,36 @@
-"""Write MP4 (H.264 yuv420p, even dimensions, AAC sound) from frames, or from any video/GIF/WebP."""
+"""Write MP4 (H.264 yuv420p, even dimensions, AAC sound) from frames, or from any video/GIF/WebP as a viewer sees it."""
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import os
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Optional, Union
+from typing import Any, Iterator, Optional, Union
 
 import av
 import numpy as np
 
 from ..atomic import atomic_path
-from .container import MediaError, MediaSource, describe, frame_time, open_input, video_stream
+from .audio import AudioTrack
+from .container import (
+    Display,
+    MediaError,
+    MediaSource,
+    describe,
+    even,
+    frame_duration,
+    frame_time,
+    media_payload,
+    open_input,
+    video_stream,
+)
+from .gif import gif_is_complete
 
 MAX_FPS = 60
-
-
-def even(n: int) -> int:
-    """Round a dimension down to an even number (yuv420p needs it), never below 2."""
-    return max(2, int(n) // 2 * 2)
+TRUNCATION_FRAMES = 1.5  # a source whose frames end this many output frames before its header's duration is cut off
 
 
 class Mp4Writer:
@@ -45,6 +57,7 @@ class Mp4Writer:
         self.audio_rate, self.audio_layout = audio_rate, audio_layout
         self.crf, self.preset = crf, preset
         self.frames_written = 0
+        self._last: Optional[av.VideoFrame] = None  # the frame last written, to fill grid slots with
         self._atomic = atomic_path(self.path)
 
     def __enter__(self) -> "Mp4Writer":
@@ -74,12 +87,37 @@ class Mp4Writer:
         frame.time_base = 1 / self.fps
         self._out.mux(self._video.encode(frame))
         self.frames_written += 1
+        self._last = frame
+
+    def write_frame_at(self, frame: Union[np.ndarray, av.VideoFrame], time: float) -> bool:
+        """Place a frame shown from ``time`` seconds (the clip starts at 0) on the constant-rate grid, so variable
+        frame timing (GIF delays, phone VFR) keeps its pace: the previous frame fills the slots before it, and a
+        frame whose slot is already taken is dropped. Returns whether it was written."""
+        slot = round(time * self.fps)
+        self.hold_until(time)
+        if self.frames_written > slot:
+            return False
+        self.write_frame(frame)
+        return True
+
+    def hold_until(self, time: float) -> None:
+        """Repeat the last frame written up to the grid slot of ``time`` seconds (its own display time)."""
+        slot = round(time * self.fps)
+        while self._last is not None and self.frames_written < slot:
+            self.write_frame(self._last)
+
+    @property
+    def time(self) -> float:
+        """Seconds of video written so far (the end of the last grid slot filled)."""
+        return self.frames_written / float(self.fps)
 
     def write_audio(self, frame: Union[np.ndarray, av.AudioFrame]) -> None:
-        """Append audio: a PyAV frame (any format) or float32 (channels, samples) at ``audio_rate``."""
+        """Append audio: a PyAV frame (any format) or float32 (channels, samples) at ``audio_rate`` (none is a no-op)."""
         if self._audio is None:
             raise RuntimeError("this writer was opened without audio")
         if isinstance(frame, np.ndarray):
+            if not frame.shape[-1]:
+                return
             array = np.ascontiguousarray(frame, dtype=np.float32)
             frame = av.AudioFrame.from_ndarray(array, format="fltp", layout=self.audio_layout)
             frame.sample_rate = self.audio_rate
@@ -106,14 +144,61 @@ class Mp4Writer:
             self._atomic.__exit__(exc_type, exc, tb)
 
 
-def _output_rate(fps: Optional[float]) -> Fraction:
-    """The constant output rate for a measured or requested ``fps`` (29.97 -> 30000/1001): 25 when unknown,
-    at most MAX_FPS."""
-    rate = Fraction(round(fps, 3)).limit_denominator(1001) if fps and fps > 0 else Fraction(25)
+# Cut times come back rounded (6 decimals in manifests, float32 in the dataset: 0.5 ms at two hours), so a
+# frame that far from a cut point counts as on it.
+CUT_TOLERANCE = 1e-3
+
+
+def output_rate(fps: Optional[Union[float, Fraction]]) -> Fraction:
+    """The constant rate to write a source of nominal or measured ``fps`` at: the nearest fraction with a
+    denominator up to 1001 (29.97003 -> 30000/1001, 24.0003 -> 24), 25 when unknown, at most MAX_FPS."""
+    rate = Fraction(fps).limit_denominator(1001) if fps and fps > 0 else Fraction(25)
     return min(rate, Fraction(MAX_FPS))
 
 
-def to_mp4(
+@dataclass(frozen=True)
+class Conversion:
+    """An MP4 written by `convert`: the file, the seconds it holds, and whether its source was cut off."""
+
+    path: Path
+    duration: float  # seconds written: what decodes, never padded to what the header claims
+    header_duration: float  # seconds the source's header claims (for a GIF: what its demuxer found)
+    cut_off: Optional[str] = None  # why the source is judged truncated (None when it is whole)
+
+    @property
+    def truncated(self) -> bool:
+        """Whether the source ended before its header said (an interrupted download) or its data broke off."""
+        return self.cut_off is not None
+
+    def manifest_fields(self) -> dict[str, Any]:
+        """The manifest columns that record a truncation: ``truncated``, ``decoded_duration``, ``header_duration``."""
+        return {"truncated": self.truncated, "decoded_duration": round(self.duration, 6),
+                "header_duration": round(self.header_duration, 6)}
+
+
+def _decodable(container: av.container.InputContainer, stream: av.video.stream.VideoStream,
+               broke: list[str]) -> Iterator[av.VideoFrame]:
+    """The frames of ``stream`` that decode, as a player shows them: a packet the demuxer marks incomplete (the
+    partial last one of a cut-off download) is not sent, one that fails to decode is skipped (its error appended
+    to ``broke``) and decoding goes on with the next."""
+    for packet in container.demux(stream):
+        if packet.is_corrupt:
+            continue
+        try:
+            frames = packet.decode()
+        except av.FFmpegError as exc:
+            broke.append(str(exc))
+            continue
+        yield from frames
+
+
+def _gif_cut_off(src: MediaSource) -> bool:
+    """Whether a GIF source's blocks stop before the trailer (an interrupted download decodes shorter, silently)."""
+    payload = media_payload(src)
+    return not gif_is_complete(payload if isinstance(payload, bytes) else Path(payload).read_bytes())
+
+
+def convert(
     src: MediaSource,
     dst: Union[str, os.PathLike],
     *,
@@ -121,65 +206,69 @@ def to_mp4(
     fps: Optional[float] = None,
     keep_audio: bool = True,
     crf: int = 20,
+    start_time: float = 0.0,
     end_time: Optional[float] = None,
-) -> Path:
-    """Convert any video, GIF or animated WebP into MP4 H.264 yuv420p at a constant rate.
+) -> Conversion:
+    """Convert any video, GIF or animated WebP into MP4 H.264 yuv420p at a constant rate, as a viewer sees it.
 
-    Variable frame timing (GIF delays) is resampled onto the constant-rate grid by the frames'
-    presentation times; sound is kept (as AAC) when the input has some and ``keep_audio``.
-    ``end_time`` keeps only the first seconds, frame- and sample-accurately (e.g. an advert tail).
+    Frames are resampled to square pixels at the display aspect and turned upright (`Display`); variable
+    frame timing (GIF delays) is placed on the constant-rate grid by presentation time (`Mp4Writer.write_frame_at`);
+    sound is kept (as AAC, from the first video frame on) when the input has some and ``keep_audio``.
+    ``start_time``/``end_time`` (seconds from the first frame) keep only that stretch, frame- and
+    sample-accurately (an advert tail; a shot of a film, when rehydrating a release). Only what
+    decodes is written: a cut-off source gives a shorter clip (``cut_off`` says why), never frozen frames.
     """
     from .probe import probe  # local import: probe and transcode are siblings
 
     info = probe(src, decode_check=False)
-    with open_input(src) as container:
+    header = (min(info.duration, end_time) if end_time else info.duration) - start_time
+    rate = output_rate(fps or info.fps)
+    broke: list[str] = []
+    with contextlib.ExitStack() as stack:
+        container = stack.enter_context(open_input(src))
         vstream = video_stream(container, src)
-        rate = _output_rate(fps or info.fps)
-        scale = 1.0
-        if max_side and max(info.width, info.height) > max_side:
-            scale = max_side / max(info.width, info.height)
-        width, height = even(round(info.width * scale)), even(round(info.height * scale))
-        astream = container.streams.audio[0] if (keep_audio and container.streams.audio) else None
-        layout = "mono" if astream is not None and astream.channels == 1 else "stereo"
-        duration = min(info.duration, end_time) if end_time else info.duration
-        last_slot = round(duration * rate)
-        samples_left = round(duration * astream.rate) if astream is not None else 0
-        resampler = av.AudioResampler(format="fltp", layout=layout, rate=astream.rate) if astream else None
-        writer = Mp4Writer(dst, width=width, height=height, fps=rate, crf=crf,
-                           audio_rate=astream.rate if astream is not None else None, audio_layout=layout)
-
-        def write_sound(frames: list[av.AudioFrame]) -> None:
-            nonlocal samples_left
-            for frame in frames:
-                samples = frame.to_ndarray()[:, :max(samples_left, 0)]
-                if samples.shape[1]:
-                    writer.write_audio(samples)
-                    samples_left -= samples.shape[1]
-
-        start = None
+        frames = _decodable(container, vstream, broke)
+        first = next(frames, None)
+        if first is None:
+            raise MediaError(f"{describe(src)}: video does not decode ({broke[0] if broke else 'no frame'})")
+        display = Display.of(vstream, first).fit(max_side)
+        start = frame_time(first, 0, rate) + start_time
+        audio = None
+        if keep_audio and container.streams.audio:
+            audio = stack.enter_context(AudioTrack(src, start))
+        writer = Mp4Writer(dst, width=display.width, height=display.height, fps=rate, crf=crf,
+                           audio_rate=audio.rate if audio else None, audio_layout=audio.layout if audio else "stereo")
+        end = 0.0  # when the last frame decoded stops being shown (seconds from the first)
         try:
             with writer:
-                last = None
-                for frame in container.decode(*([vstream] + ([astream] if astream is not None else []))):
-                    if isinstance(frame, av.AudioFrame):
-                        write_sound(resampler.resample(frame))
-                    else:
-                        t = frame_time(frame, writer.frames_written, rate)
-                        start = t if start is None else start
-                        slot = min(round((t - start) * rate), last_slot)
-                        # Fill the grid up to this frame's slot with the previous frame, then write this one.
-                        while last is not None and writer.frames_written < slot:
-                            writer.write_frame(last)
-                        if writer.frames_written <= slot and writer.frames_written < last_slot:
-                            last = frame.reformat(width=width, height=height, format="yuv420p")
-                            writer.write_frame(last)
-                    if writer.frames_written >= last_slot and samples_left <= 0:
+                for index, frame in enumerate(itertools.chain([first], frames)):
+                    t = frame_time(frame, index, rate) - start
+                    if t < -CUT_TOLERANCE:  # before ``start_time``
+                        continue
+                    t = max(t, 0.0)
+                    if t >= header - (CUT_TOLERANCE if end_time else 0.0):
                         break
-                # Hold the last frame for the rest of its display time (GIF last-frame delay).
-                while last is not None and writer.frames_written < last_slot:
-                    writer.write_frame(last)
-                if resampler is not None:
-                    write_sound(resampler.resample(None))
+                    end = t + frame_duration(frame, rate)  # read before writing: the writer retimes the frame
+                    writer.write_frame_at(display.render(frame), t)
+                    if audio is not None:
+                        writer.write_audio(audio.take(writer.time))
+                end = min(end, header)
+                writer.hold_until(end)  # the last frame's own display time (a GIF's last delay)
+                if audio is not None:
+                    writer.write_audio(audio.take(writer.time))
         except av.FFmpegError as exc:
             raise MediaError(f"{describe(src)}: conversion to MP4 failed ({exc})") from exc
-    return Path(dst)
+        sound_error = audio.error if audio is not None else None
+    cut_off = None
+    if end < header - TRUNCATION_FRAMES / float(rate):
+        cut_off = f"cut off: {end:.2f} s of the {header:.2f} s its header claims decode"
+    elif info.video_codec == "gif" and _gif_cut_off(src):
+        cut_off = f"cut off: the GIF ends before its trailer, after {end:.2f} s"
+    elif sound_error:
+        cut_off = f"cut off: its sound breaks off ({sound_error})"
+    return Conversion(Path(dst), writer.time, info.duration, cut_off)
+
+
+def to_mp4(src: MediaSource, dst: Union[str, os.PathLike], **options: Any) -> Path:
+    """`convert` for callers that need only the file (options as there)."""
+    return convert(src, dst, **options).path
