@@ -201,3 +201,48 @@ def test_clip_text_and_preprocessing_options_reach_the_scores(setup):
         assert entry["clip"] == pytest.approx(clip_score(clip.encode_images(frames), text[0]), abs=1e-6)
     before = {c["clip_id"]: c["clip"] for c in default["per_clip"]}
     assert any(abs(c["clip"] - before[c["clip_id"]]) > 1e-4 for c in result["per_clip"])
+
+
+def test_several_runs_share_one_table_with_the_papers_rows_and_the_ceiling(setup, capsys):
+    from emovid_datasets.evaluation.evaluator import REFERENCE_NAME
+
+    other = setup["root"] / "generated-other"
+    other.mkdir()
+    for cid in list(GENERATED)[:4]:  # another "model": every video in fear's colour, fewer frames
+        make_video(other / f"{cid}.mp4", frames=8, color=emotion_colour("fear"), audio=False)
+    models = ["--clip-model", str(setup["clip"]), "--fvd-model", str(setup["fvd"]), "--classifier", str(setup["pickle"])]
+    singles = {"wan": run(setup, "t2v", "single-wan.json", *models)}
+    capsys.readouterr()
+    code = main(["evaluate", "--generated", str(other), "--benchmark", str(setup["dataset"]), "--task", "t2v",
+                 "--out", str(setup["root"] / "single-other.json"), "--device", "cpu", *models])
+    assert code == 0
+    singles["other"] = json.loads((setup["root"] / "single-other.json").read_text())
+    capsys.readouterr()
+
+    out = setup["root"] / "table3.json"
+    assert main(["evaluate", "--generated", f"wan={setup['generated']}", f"other={other}", "--benchmark",
+                 str(setup["dataset"]), "--task", "t2v", "--out", str(out), "--device", "cpu", *models]) == 0
+    printed = capsys.readouterr().out
+    report = json.loads(out.read_text())
+    lines = {cells[1]: cells for cells in ([c.strip() for c in line.strip("|").split("|")]
+                                           for line in printed.splitlines() if line.startswith("| T2V"))}
+    for name, single in singles.items():
+        assert report["runs"][name]["overall"] == single["overall"]
+        assert report["runs"][name]["per_emotion"] == single["per_emotion"]
+        o = single["overall"]
+        assert lines[name] == ["T2V", name, "measured", str(o["n"]), f"{o['fvd']:.1f}", f"{o['clip']:.4f}",
+                               f"{o['flicker']:.4f}", f"{o['ea2']['value']:.2f}", f"{o['ea8']['value']:.2f}"]
+        ref = single["reference"]  # the two runs cover different clips: one ceiling row each
+        assert lines[f"{REFERENCE_NAME}, clips of {name}"][2:] == [
+            "evaluator ceiling", str(ref["n"]), "–", "–", "–", f"{ref['ea2']['value']:.2f}", f"{ref['ea8']['value']:.2f}"]
+    reported = [cells for cells in lines.values() if cells[2] == "reported (paper)"]
+    assert len(reported) == 5 and lines["Wan (after)"][3:] == ["240", "573.7", "0.3021", "0.0143", "88.33", "48.33"]
+    assert "I2V" not in printed and "DynamiCrafter512" not in printed
+
+    markdown = out.with_suffix(".md").read_text()
+    assert "| T2V  | Wan (after)" in markdown and "### EA-8↑ per emotion" in markdown
+    page = out.with_suffix(".html").read_text()
+    assert page.count("data:image/png;base64,") == 1 + 2 * 4  # the heatmaps, then 4 shared clips per run
+    assert "VideoCrafter-V2" in page and 'alt="other movie-awe-01"' in page
+    assert main(["evaluate", "--generated", f"a={other}", "--benchmark", str(setup["dataset"]), "--task", "t2v",
+                 "--out", str(setup["root"] / "table3.txt")]) == 2  # the .md and .html need a .json beside them

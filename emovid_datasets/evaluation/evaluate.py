@@ -56,7 +56,7 @@ def match_generated(generated_dir: str | Path, clip_ids: Sequence[str]) -> tuple
     folder = Path(generated_dir)
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: generated-video folder does not exist")
-    files = {p.stem: p for p in sorted(folder.glob("*.mp4"))}
+    files = {p.stem: p for p in sorted(folder.glob("*.mp4")) if not p.name.startswith(".")}  # not hidden temporaries
     wanted = set(clip_ids)
     matched = {cid: files[cid] for cid in clip_ids if cid in files}
     return matched, [c for c in clip_ids if c not in files], sorted(n for n in files if n not in wanted)

@@ -1,7 +1,8 @@
-"""Load a Wan2.1 diffusers pipeline (local folder or Hub id), or build `tiny`: the real classes, random weights.
+"""Load a Wan2.1 diffusers pipeline (local folder or Hub id), or build a tiny one: the real classes, random weights.
 
-`tiny` needs no download: the UMT5 text encoder and its Unigram tokenizer are built in code, and the
-weights come from a fixed seed, so training and generation with ``--model tiny`` share one base model.
+`tiny` (alias `tiny-wan`) and `tiny-cogvideox` need no download: the T5 text encoders and their Unigram
+tokenizer are built in code, and the weights come from a fixed seed, so training and generation with
+``--model tiny`` share one base model.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import torch
 
 TASKS = ("t2v", "i2v")
 TINY = "tiny"
+TINY_WAN = "tiny-wan"  # the same model as TINY, named for the benchmark runner's family table
+TINY_COGVIDEOX = "tiny-cogvideox"
 TEXT_LEN = 512  # Wan's text context; the I2V attention takes everything before the last 512 tokens as image
 TINY_SEED = 0
 # Words the tiny tokenizer knows whole; anything else falls back to single characters.
@@ -80,6 +83,42 @@ def build_tiny(task: str = "t2v", *, seed: int = TINY_SEED) -> WanPipelines:
         return WanImageToVideoPipeline(image_encoder=image_encoder, image_processor=image_processor, **parts)
 
 
+def build_tiny_cogvideox(task: str = "t2v", *, seed: int = TINY_SEED) -> Any:
+    """The real CogVideoX pipeline classes with tiny configs and seeded random weights (RoPE, as CogVideoX-5B)."""
+    from diffusers import (
+        AutoencoderKLCogVideoX,
+        CogVideoXDDIMScheduler,
+        CogVideoXImageToVideoPipeline,
+        CogVideoXPipeline,
+        CogVideoXTransformer3DModel,
+    )
+    from transformers import T5Config, T5EncoderModel
+
+    check_task(task)
+    i2v = task == "i2v"
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        tokenizer = tiny_tokenizer()
+        text_encoder = T5EncoderModel(T5Config(
+            vocab_size=len(tokenizer) + 8, d_model=32, d_kv=8, d_ff=37, num_layers=2, num_heads=4,
+            relative_attention_num_buckets=8, dropout_rate=0.0)).eval()
+        blocks = 4  # 3 spatial downsamplings: 8x, as the real VAE
+        vae = AutoencoderKLCogVideoX(
+            down_block_types=("CogVideoXDownBlock3D",) * blocks, up_block_types=("CogVideoXUpBlock3D",) * blocks,
+            block_out_channels=(8,) * blocks, latent_channels=4, layers_per_block=1, norm_num_groups=2,
+            temporal_compression_ratio=4).eval()
+        transformer = CogVideoXTransformer3DModel(
+            num_attention_heads=2, attention_head_dim=16, in_channels=8 if i2v else 4, out_channels=4,
+            time_embed_dim=2, text_embed_dim=32, num_layers=1, sample_width=4, sample_height=4, sample_frames=9,
+            patch_size=2, temporal_compression_ratio=4, use_rotary_positional_embeddings=True).eval()
+        scheduler = CogVideoXDDIMScheduler(beta_schedule="scaled_linear", prediction_type="v_prediction",
+                                           rescale_betas_zero_snr=True, timestep_spacing="trailing",
+                                           set_alpha_to_one=True, clip_sample=False)
+        cls = CogVideoXImageToVideoPipeline if i2v else CogVideoXPipeline
+        return cls(tokenizer=tokenizer, text_encoder=text_encoder, vae=vae, transformer=transformer,
+                   scheduler=scheduler)
+
+
 def cast_transformer(transformer: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module:
     """Cast a Wan transformer to ``dtype`` but keep its norms/time embedding in fp32, as from_pretrained does."""
     keep = set(transformer._keep_in_fp32_modules or ())
@@ -93,7 +132,7 @@ def cast_transformer(transformer: torch.nn.Module, dtype: torch.dtype) -> torch.
 
 
 def load_pipeline(model: str, task: str = "t2v", *, dtype: torch.dtype = torch.float32) -> WanPipelines:
-    """A Wan2.1 pipeline for ``task`` from ``tiny``, a local diffusers folder or a Hub id.
+    """A Wan2.1 pipeline for ``task`` from ``tiny`` (or ``tiny-wan``), a local diffusers folder or a Hub id.
 
     The transformer and text encoder get ``dtype``; the VAE and CLIP image encoder stay fp32 as Wan
     recommends. Raises ValueError when the model does not fit the task (16 vs 36 input channels).
@@ -101,7 +140,7 @@ def load_pipeline(model: str, task: str = "t2v", *, dtype: torch.dtype = torch.f
     from diffusers import WanImageToVideoPipeline, WanPipeline
 
     check_task(task)
-    if model == TINY:
+    if model in (TINY, TINY_WAN):
         pipe = build_tiny(task)
         if dtype != torch.float32:
             pipe.text_encoder.to(dtype)
