@@ -1,4 +1,8 @@
-"""Test setup: offline Hub, a private HF cache, and the real clips in ../shared/media/."""
+"""Test setup: offline Hub, a private HF cache, and the real clips in ../shared/media/.
+
+Where ``CI=true`` (as `.ci/run` runs), a test that needs ../shared/media or torchcodec fails instead of being
+skipped: CI has both, so a skip there means a broken setup, not a machine without them.
+"""
 
 import os
 import shutil
@@ -14,6 +18,13 @@ os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
 import pytest  # noqa: E402
 
 
+def unavailable(reason: str) -> None:
+    """Skip the test for lack of ``reason``'s requirement; under CI=true, fail it instead."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{reason} (CI=true: CI must have it, so this test fails instead of being skipped)")
+    pytest.skip(reason)
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
     """Remove the HF cache made for this run (subprocesses of the tests share it through the environment)."""
     if _OWN_HF_HOME:
@@ -25,9 +36,9 @@ SHARED_MEDIA = Path(__file__).resolve().parents[1].parent / "shared" / "media"
 
 @pytest.fixture
 def shared_media() -> Path:
-    """The folder of real third-party clips; the test is skipped when it is absent."""
+    """The folder of real third-party clips; the test is skipped when it is absent (fails under CI=true)."""
     if not (SHARED_MEDIA / "big_buck_bunny_480p_30s.mp4").exists():
-        pytest.skip("../shared/media is not present")
+        unavailable("../shared/media is not present")
     return SHARED_MEDIA
 
 
@@ -44,13 +55,13 @@ def torch_one_thread():
 
 @pytest.fixture
 def torchcodec_decoding() -> None:
-    """Skip unless torchcodec and the system FFmpeg libraries it loads are present (`datasets`' own decoding)."""
+    """Skip (fail under CI=true) unless torchcodec and the FFmpeg libraries it loads are present (`datasets`' decoding)."""
     from emovid_datasets.torch.decoding import require_torchcodec
 
     try:
         require_torchcodec()
     except ImportError as exc:
-        pytest.skip(str(exc).splitlines()[0][:200])
+        unavailable(str(exc).splitlines()[0][:200])
 
 
 @pytest.fixture(scope="module")

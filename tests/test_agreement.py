@@ -86,6 +86,21 @@ def test_agreement_report_pairs_fleiss_and_confusions():
     assert "ann-1 / model" in table and "Fleiss' kappa over 3 items" in table and "Confusion ann-1" in table
 
 
+def test_human_model_gap_is_relative_to_the_human_human_kappa():
+    people = {"ann-1": ["fear", "anger", "awe", "fear", "awe", "anger"],
+              "ann-2": ["fear", "anger", "awe", "anger", "awe", "anger"]}
+    model = ["fear", "fear", "awe", "fear", "anger", "anger"]
+    clips = [f"c{i}" for i in range(6)]
+    ratings = {name: dict(zip(clips, labels)) for name, labels in {**people, "model": model}.items()}
+    report = agreement_report(ratings, model_sources=["model"])
+    hh = cohen_kappa(people["ann-1"], people["ann-2"])
+    hm = (cohen_kappa(people["ann-1"], model) + cohen_kappa(people["ann-2"], model)) / 2
+    assert hh > hm > 0 and not math.isclose(hh, hm, rel_tol=0.1)  # dividing by the wrong kappa would show
+    assert report["human_model_gap"] == pytest.approx(hh - hm)
+    assert report["human_model_gap_relative"] == pytest.approx((hh - hm) / hh)
+    assert f"({100 * (hh - hm) / hh:.1f} % of the human-human kappa)" in format_agreement_table(report)
+
+
 def test_agreement_report_needs_two_sources():
     with pytest.raises(ValueError, match="at least two"):
         agreement_report({"a": {"c": "fear"}})

@@ -153,6 +153,20 @@ def test_markov_analysis_valence_mass_and_bootstrap():
     assert np.allclose(lo, smoothed_matrix(3 * film, 1.0)) and np.allclose(hi, lo)
 
 
+def test_bootstrap_intervals_span_what_resampling_films_can_give():
+    fear, anger, awe = E["fear"], E["anger"], E["awe"]
+    film_a, film_b = np.zeros((K, K), int), np.zeros((K, K), int)
+    film_a[fear, anger] = 1  # one film goes fear -> anger, the other fear -> awe
+    film_b[fear, awe] = 1
+    low, high = bootstrap_intervals(np.stack([film_a, film_b]), alpha=1.0, n_boot=1000, seed=0)
+    # Two films resampled: (a, a), (a, b) or (b, b), each drawn far more often than the 2.5 % tails, so the
+    # 95 % interval of P(fear -> anger) runs from (b, b)'s (0 + 1) / (2 + 8) to (a, a)'s (2 + 1) / (2 + 8).
+    assert (low[fear, anger], high[fear, anger]) == (pytest.approx(0.1), pytest.approx(0.3))
+    assert (low[fear, awe], high[fear, awe]) == (pytest.approx(0.1), pytest.approx(0.3))
+    assert low[fear, E["sadness"]] == high[fear, E["sadness"]] == pytest.approx(0.1)  # never seen: 1 / 10 always
+    assert np.allclose(low[anger], 1 / K) and np.allclose(high[anger], 1 / K)  # a row no film leaves
+
+
 def test_phrase_counts():
     assert caption_phrases("A funny reaction at the party.") == {"funny reaction"}
     captions = ["A funny reaction at the party.", "Funny reaction, laughing together! Funny reaction again.",

@@ -1,6 +1,12 @@
 """Captions: the honest factual captioner, the VLM captioner's prompt/cleanup, and the resumable batched stage."""
 
 import argparse
+import json
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -88,32 +94,55 @@ def test_vlm_captioner_prompt_and_cleanup(rows):
     assert clean_caption("'quoted'") == "quoted"
 
 
-def test_caption_stage_is_batched_and_resumable(rows, tmp_path):
-    calls = []
-    real = FactualCaptioner()
+KILL_SCRIPT = textwrap.dedent("""
+    import json, os, signal, sys
+    from builder_scripts.stages.captions import run_captions
+    from emovid_datasets.labelling import FactualCaptioner
+
+    real, calls = FactualCaptioner(), []
 
     class Dying:
         name = "factual"
 
         def caption(self, clips):
-            calls.append([c["clip_id"] for c in clips])
-            if len(calls) == 3:
-                raise KeyboardInterrupt
+            calls.append(len(clips))
+            if len(calls) == 3:  # killed outright in the third batch: no finally, no last checkpoint
+                os.kill(os.getpid(), signal.SIGKILL)
             return real.caption(clips)
 
-    with pytest.raises(KeyboardInterrupt):
-        captions.run_captions(rows, tmp_path / "out", captioner=Dying(), batch_size=4, progress=False)
-    assert [len(c) for c in calls] == [4, 4, 4]
-    assert len(read_manifest(tmp_path / "out")) == 8  # two whole batches checkpointed
-    calls.clear()
-    captions.run_captions(rows, tmp_path / "out", captioner=Dying(), batch_size=4, progress=False)
-    assert sum(len(c) for c in calls) == len(rows) - 8  # only the rest
-    out = read_manifest(tmp_path / "out")
-    assert sorted(r["clip_id"] for r in out) == sorted(r["clip_id"] for r in rows)
-    assert all(r["caption"].startswith("A 1.0-second") and r["captioner"] == "factual" for r in out)
-    calls.clear()
-    captions.run_captions(rows, tmp_path / "out", captioner=Dying(), batch_size=4, progress=False)
-    assert calls == []
+    run_captions(json.loads(open(sys.argv[1]).read()), sys.argv[2], captioner=Dying(), batch_size=4, progress=False)
+""")
+
+
+class Counting:
+    """The factual captioner, recording the size of every batch it is given."""
+
+    name = "factual"
+
+    def __init__(self) -> None:
+        self.real, self.calls = FactualCaptioner(), []
+
+    def caption(self, clips):
+        self.calls.append(len(clips))
+        return self.real.caption(clips)
+
+
+def test_caption_stage_checkpoints_each_batch_and_resumes_after_a_kill(rows, tmp_path):
+    (tmp_path / "rows.json").write_text(json.dumps(rows))
+    out = tmp_path / "out"
+    killed = subprocess.run([sys.executable, "-c", KILL_SCRIPT, str(tmp_path / "rows.json"), str(out)],
+                            cwd=Path(__file__).resolve().parents[1], timeout=300)
+    assert killed.returncode == -signal.SIGKILL and not (out / "stage.json").exists()
+    assert len(read_manifest(out)) == 8  # the two whole batches before the kill were checkpointed
+    counting = Counting()
+    captions.run_captions(rows, out, captioner=counting, batch_size=4, progress=False)
+    assert sum(counting.calls) == len(rows) - 8  # only the rest
+    done = read_manifest(out)
+    assert sorted(r["clip_id"] for r in done) == sorted(r["clip_id"] for r in rows)
+    assert all(r["caption"].startswith("A 1.0-second") and r["captioner"] == "factual" for r in done)
+    again = Counting()
+    captions.run_captions(rows, out, captioner=again, batch_size=4, progress=False)
+    assert again.calls == []
 
 
 def test_existing_captions_are_kept_and_bad_clips_rejected_alone(rows, tmp_path):

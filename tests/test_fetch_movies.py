@@ -1,14 +1,19 @@
-"""fetch-movies: CMD metadata quirks, story order, --from-dir ingest with advert trim, yt-dlp over loopback."""
+"""fetch-movies: CMD metadata quirks, story order, --from-dir ingest with advert trim, yt-dlp over loopback
+(its options, a proxy and cookies, failure classes and which rejects a retry tries again)."""
 
 from __future__ import annotations
 
 import argparse
+import base64
 import csv
 import functools
 import http.server
+import logging
+import socket
 import sys
 import threading
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import av
 import numpy as np
@@ -178,26 +183,40 @@ def test_from_dir_trims_advert_rejects_corrupt_and_missing_and_resumes(tmp_path)
 
 
 class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    """Serves files; records each request's line, Cookie and Proxy-Authorization on the server's ``seen``.
+
+    A request for an absolute URL (what a client sends to a proxy) is served from the same folder, so the
+    server is also a forward proxy for any host.
+    """
+
+    def send_head(self):
+        self.server.seen.append((self.requestline, self.headers.get("Cookie"), self.headers.get("Proxy-Authorization")))
+        return super().send_head()
+
+    def translate_path(self, path):
+        return super().translate_path(urlsplit(path).path)
+
     def log_message(self, format, *args):  # noqa: A002 - keep test output clean
         pass
 
 
 @pytest.fixture
 def media_server(tmp_path):
-    """A loopback HTTP server serving tmp_path/served at http://127.0.0.1:PORT/."""
+    """A loopback HTTP server serving tmp_path/served at http://127.0.0.1:PORT/ (and the requests it saw)."""
     root = tmp_path / "served"
     root.mkdir()
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(QuietHandler, directory=str(root)))
+    server.seen = []
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield root, f"http://127.0.0.1:{server.server_address[1]}"
+    yield root, f"http://127.0.0.1:{server.server_address[1]}", server.seen
     server.shutdown()
     thread.join(timeout=5)
     server.server_close()
 
 
 def test_yt_dlp_downloads_from_url_template_and_records_youtube_origin(tmp_path, media_server):
-    served, base = media_server
+    served, base, _ = media_server
     clips = [("servedclip1", "2005.0", "1", "10", "2015", "Film C", "Chase", "tt0000003"),
              ("gone0000404", "2005.0", "2", "10", "2015", "Film C", "Geo-blocked", "tt0000003")]
     meta = write_metadata(tmp_path / "meta", clips, durations={"servedclip1": 1})
@@ -250,3 +269,182 @@ def test_a_hostile_video_id_becomes_a_safe_clip_id():
     ids = [item["clip_id"] for item in movie_inputs([{"videoid": v} for v in ("dQw4w9WgXcQ", "../../etc/x", "$(rm -rf ~)")])]
     assert ids[0] == "cmd-dQw4w9WgXcQ"  # a real YouTube id is kept as it is
     assert len(set(ids)) == 3 and all("/" not in i and ".." not in i and "$" not in i and " " not in i for i in ids)
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (connections to it are refused)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def secrets_absent(secrets: list[str], out: Path, *texts: str) -> None:
+    """None of ``secrets`` in ``texts``, in the stage's manifest and rejects rows, or in any other file under ``out``."""
+    stored = [str(read_manifest(out)), str(read_rejects(out))]
+    stored += [p.read_bytes().decode("latin-1") for p in out.rglob("*") if p.is_file() and p.suffix != ".parquet"]
+    for secret in secrets:
+        for where, text in [("output", t) for t in texts] + [("stage folder", t) for t in stored]:
+            assert secret not in text, f"{secret!r} leaked into the {where}"
+
+
+def test_cookies_proxy_sleep_and_rate_limit_reach_yt_dlp_and_never_logs_or_files(tmp_path, media_server, monkeypatch,
+                                                                                  caplog, capsys):
+    yt_dlp = pytest.importorskip("yt_dlp")
+    from yt_dlp.extractor.generic import GenericIE
+    from yt_dlp.utils import ExtractorError
+
+    served, base, seen = media_server
+    port = urlsplit(base).port
+    password, session = "pa55-w0rd", "SESSION-7f3a9c"
+    proxy = f"http://emovid:{password}@127.0.0.1:{port}"
+    cookies = tmp_path / "private" / "youtube-cookies.txt"
+    cookies.parent.mkdir()
+    cookies.write_text(f"# Netscape HTTP Cookie File\n127.0.0.1\tFALSE\t/\tFALSE\t0\tSID\t{session}\n")
+    before = cookies.read_text()
+    clips = [("viaproxy001", "2005.0", "1", "3", "2015", "Film D", "Proxied", "tt0000004"),
+             ("quoteproxy2", "2005.0", "2", "3", "2015", "Film D", "Quoted", "tt0000004")]
+    meta = write_metadata(tmp_path / "meta", clips, durations={})
+    make_video(served / "viaproxy001.mp4", frames=12, fps=12)
+
+    original = GenericIE._real_extract
+
+    def extract(self, url):  # a library error that quotes the proxy it used, credentials and all
+        if "quoteproxy2" in url:
+            raise ExtractorError(f"Unable to connect to proxy {proxy}: tunnel failed", expected=True)
+        return original(self, url)
+
+    params = []
+
+    class RecordingYoutubeDL(yt_dlp.YoutubeDL):
+        def __init__(self, options=None, *args, **kwargs):
+            params.append(dict(options or {}))
+            super().__init__(options, *args, **kwargs)
+
+    monkeypatch.setattr(GenericIE, "_real_extract", extract)
+    monkeypatch.setattr(yt_dlp, "YoutubeDL", RecordingYoutubeDL)
+    monkeypatch.setenv("EMOVID_YTDLP_PROXY", f"http://127.0.0.1:{closed_port()}")  # the option wins over it
+    monkeypatch.setenv("EMOVID_YTDLP_SLEEP_INTERVAL", "0.3")
+    monkeypatch.setenv("EMOVID_YTDLP_RATE_LIMIT", "2M")
+    caplog.set_level(logging.DEBUG)
+    out = tmp_path / "out"
+    # The host:port in the template refuses connections: only the proxy can serve the clip.
+    template = f"http://127.0.0.1:{closed_port()}/{{videoid}}.mp4"
+
+    assert run_command(["fetch-movies", "--metadata", str(meta), "--out", str(out), "--url-template", template,
+                        "--cookies", str(cookies), "--proxy", proxy]) == 0
+
+    (row,) = read_manifest(out)
+    assert row["clip_id"] == "cmd-viaproxy001" and probe(row["video_path"]).num_frames == 12
+    (bad,) = read_rejects(out)
+    assert bad["clip_id"] == "cmd-quoteproxy2" and "Unable to connect to proxy" in bad["reason"]
+    assert seen and all(line.startswith("GET http://127.0.0.1:") for line, _, _ in seen)  # absolute URI: proxied
+    assert {auth for _, _, auth in seen} == {"Basic " + base64.b64encode(f"emovid:{password}".encode()).decode()}
+    assert {cookie for _, cookie, _ in seen} == {f"SID={session}"}
+    assert cookies.read_text() == before  # read, never written back
+    assert params and all(p["proxy"] == proxy for p in params)
+    assert all(p["ratelimit"] == 2 * 1024 * 1024 and p["sleep_interval"] == 0.3 for p in params)
+    assert "Sleeping 0.30 seconds" in caplog.text  # yt-dlp slept before the download
+    secrets_absent([password, f"emovid:{password}", session, str(cookies), cookies.name], out,
+                   caplog.text, "".join(capsys.readouterr()))
+
+
+YOUTUBE_BOT_CHECK = ("Sign in to confirm you\u2019re not a bot. Use --cookies-from-browser or --cookies for the "
+                     "authentication. See  https://github.com/yt-dlp/yt-dlp/wiki/FAQ#how-do-i-pass-cookies-to-yt-dlp  "
+                     "for how to manually pass cookies")
+
+
+def test_failures_are_classified_and_retry_rejects_tries_again_only_the_transient_ones(tmp_path, media_server,
+                                                                                      monkeypatch):
+    pytest.importorskip("yt_dlp")
+    from yt_dlp.extractor.generic import GenericIE
+    from yt_dlp.utils import ExtractorError
+
+    served, base, _ = media_server
+    refused = f"http://127.0.0.1:{closed_port()}/"
+
+    def youtube_says(message):
+        def fail(ie, video_id):
+            raise ExtractorError(message, expected=True, video_id=video_id, ie="youtube")
+        return fail
+
+    failures = {  # video id -> what yt-dlp meets on YouTube (its own messages and exceptions)
+        "uploaderdel": youtube_says("Video unavailable. This video has been removed by the uploader"),
+        "terminated1": youtube_says("Video unavailable. This video is no longer available because the YouTube "
+                                    "account associated with this video has been terminated."),
+        "privateclip": youtube_says("Private video. Sign in if you've been granted access to this video"),
+        "geoblocked1": lambda ie, video_id: ie.raise_geo_restricted(
+            "The uploader has not made this video available in your country", countries=["US"],
+            metadata_available=True),
+        "botcheck001": youtube_says(YOUTUBE_BOT_CHECK),
+        "ratelimited": youtube_says("This content isn't available, try again later. The current session has been "
+                                    "rate-limited by YouTube for up to an hour."),
+        "refusedconn": lambda ie, video_id: ie._download_webpage(refused + video_id, video_id),  # a real refusal
+        "oddformat01": youtube_says("Requested format is not available"),
+    }
+    expected = {"uploaderdel": "removed", "terminated1": "removed", "gone0000404": "removed",
+                "privateclip": "private", "geoblocked1": "geo-blocked", "botcheck001": "bot-check",
+                "ratelimited": "bot-check", "refusedconn": "network", "oddformat01": "unknown"}
+    original, attempted = GenericIE._real_extract, []
+
+    def extract(self, url):
+        video_id = url.rsplit("/", 1)[-1].split(".")[0]
+        attempted.append(video_id)
+        if video_id in failures:
+            failures[video_id](self, video_id)
+        return original(self, url)  # gone0000404 is not served: a real HTTP 404
+
+    monkeypatch.setattr(GenericIE, "_real_extract", extract)
+    ids = ["servedclip1", *expected]
+    clips = [(v, "2005.0", str(i + 1), str(len(ids)), "2015", "Film E", f"Clip {i}", "tt0000005") for i, v in enumerate(ids)]
+    meta = write_metadata(tmp_path / "meta", clips, durations={})
+    make_video(served / "servedclip1.mp4", frames=12, fps=12)
+    out = tmp_path / "out"
+    template = base + "/{videoid}.mp4"
+
+    summary = run_fetch_movies(meta, out, url_template=template, progress=False)
+    assert (summary.done, summary.rejected) == (len(ids), len(expected))
+    reasons = {r["clip_id"].removeprefix("cmd-"): r["reason"] for r in read_rejects(out)}
+    assert {v: reason.split("]")[0].lstrip("[") for v, reason in reasons.items()} == expected
+    assert "404" in reasons["gone0000404"] and "not a bot" in reasons["botcheck001"]
+
+    # Later, from elsewhere: every clip could be fetched now, but only the transient failures are tried again.
+    failures.clear()
+    for video_id in expected:
+        make_video(served / f"{video_id}.mp4", frames=12, fps=12)
+    attempted.clear()
+    assert run_command(["fetch-movies", "--metadata", str(meta), "--out", str(out), "--url-template", template]) == 0
+    assert attempted == []  # without --retry-rejects nothing is tried again
+    assert run_command(["fetch-movies", "--metadata", str(meta), "--out", str(out), "--url-template", template,
+                        "--retry-rejects"]) == 0
+    transient = {"botcheck001", "ratelimited", "refusedconn", "oddformat01"}
+    assert sorted(attempted) == sorted(transient)
+    assert {r["clip_id"].removeprefix("cmd-") for r in read_manifest(out)} == {"servedclip1"} | transient
+    assert {r["clip_id"].removeprefix("cmd-") for r in read_rejects(out)} == set(expected) - transient
+
+
+def test_bad_download_settings_fail_once_naming_the_setting_and_not_the_secret(tmp_path, monkeypatch, caplog, capsys):
+    pytest.importorskip("yt_dlp")
+    meta = write_metadata(tmp_path / "meta")
+    out = tmp_path / "out"
+    argv = ["fetch-movies", "--metadata", str(meta), "--out", str(out)]
+    bad_cookies = tmp_path / "cookies.txt"
+    bad_cookies.write_text("# Netscape HTTP Cookie File\n.youtube.com\tTRUE\t/\tSID=SESSION-7f3a9c\n")
+    json_cookies = tmp_path / "cookies.json"
+    json_cookies.write_text('[{"name": "SID", "value": "SESSION-7f3a9c"}]')
+    cases = [
+        ({"EMOVID_YTDLP_SLEEP_INTERVAL": "soon"}, [], "EMOVID_YTDLP_SLEEP_INTERVAL"),
+        ({}, ["--sleep-interval", "-1"], "--sleep-interval"),
+        ({"EMOVID_YTDLP_RATE_LIMIT": "fast"}, [], "--rate-limit"),
+        ({}, ["--cookies", str(bad_cookies)], "line 2"),
+        ({"EMOVID_YTDLP_COOKIES": str(json_cookies)}, [], "Netscape"),
+        ({}, ["--cookies", str(tmp_path / "absent.txt")], "cannot be read"),
+    ]
+    for env, extra, named in cases:
+        caplog.clear()
+        with monkeypatch.context() as m:
+            for name, value in env.items():
+                m.setenv(name, value)
+            assert run_command(argv + extra) == 2, (env, extra)
+        assert named in caplog.text, (env, extra, caplog.text)
+    assert not (out / "manifest.parquet").exists() and not (out / "rejects.parquet").exists()
+    assert "SESSION-7f3a9c" not in caplog.text + "".join(capsys.readouterr())

@@ -138,9 +138,14 @@ def test_torchscript_i3d_input_convention(tmp_path):
     extractor = load_video_extractor(str(save_torchscript(InputProbe(), tmp_path / "probe.pt")), device="cpu")
     white = np.full((10, 48, 64, 3), 255, np.uint8)
     mean, low, high, t, h, w = extractor(white)
-    assert (mean, low, high) == (1.0, 1.0, 1.0) and (t, h, w) == (16, 224, 224)  # [-1, 1], 16 frames, 224 px
+    # Resizing rounds differently with other thread counts (1 + 2e-7); a wrong convention is off by >= 0.5:
+    # [0, 1] puts black at 0, [0, 255] white at 255, the last 16 frames instead of the first give mean 1 below.
+    close = dict(abs=1e-4)
+    assert (mean, low, high) == pytest.approx((1.0, 1.0, 1.0), **close)  # [-1, 1]
+    assert (t, h, w) == (16, 224, 224)  # 16 frames, 224 px
     black_then_white = np.concatenate([np.zeros((8, 48, 64, 3), np.uint8), np.full((20, 48, 64, 3), 255, np.uint8)])
-    assert extractor(black_then_white)[0] == pytest.approx(0.0)  # first 16 frames: 8 black (-1) + 8 white (+1)
+    mean, low, high = extractor(black_then_white)[:3]
+    assert (mean, low, high) == pytest.approx((0.0, -1.0, 1.0), **close)  # first 16 frames: 8 black + 8 white
     tiny = load_video_extractor(str(save_torchscript(TinyI3D(), tmp_path / "i3d.pt")), device="cpu")
     assert tiny(white).shape == (6,)
     (tmp_path / "junk.pt").write_bytes(b"not torchscript")
