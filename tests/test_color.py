@@ -1,13 +1,15 @@
 """Colour attributes (paper Eq. 1-3) on clips with known colours and on real footage."""
 
 import colorsys
+import math
 
 import numpy as np
 import pytest
 from factory import make_video
 
 from emovid_datasets import color_attributes
-from emovid_datasets.color import rgb_to_hsv
+from emovid_datasets.color import ColourSums, rgb_to_hsv
+from emovid_datasets.media import MediaError
 
 
 def test_rgb_to_hsv_matches_colorsys():
@@ -20,6 +22,89 @@ def test_rgb_to_hsv_matches_colorsys():
         assert hh == pytest.approx(eh * 360, abs=1e-3)
         assert ss == pytest.approx(es, abs=1e-5)
         assert vv == pytest.approx(ev, abs=1e-5)
+
+
+def _colorsys_attributes(pixels):
+    """Raw attributes of (N, 3) uint8 pixels from `colorsys`, one pixel at a time, sums by `math.fsum`."""
+    hsv = [colorsys.rgb_to_hsv(r / 255, g / 255, b / 255) for r, g, b in pixels.tolist()]
+    sin = math.fsum(math.sin(2 * math.pi * h) for h, _, _ in hsv)
+    cos = math.fsum(math.cos(2 * math.pi * h) for h, _, _ in hsv)
+    return {"sin": sin, "cos": cos, "hue_raw": (math.degrees(math.atan2(sin, cos)) + 360) % 360,
+            "colorfulness_raw": math.fsum(s for _, s, _ in hsv) / len(hsv),
+            "brightness_raw": math.fsum(v for _, _, v in hsv) / len(hsv)}
+
+
+def _measured(frames):
+    sums = ColourSums()
+    for frame in frames:
+        sums.add(frame)
+    return sums, sums.attributes("test")
+
+
+def _assert_agrees(sums, attrs, expected, pixels):
+    assert sums.pixels == pixels
+    # Sums of ~N terms of size <= 1: an exact-math result is within ~1e-12 of them; float32 per pixel is not.
+    assert sums.sin == pytest.approx(expected["sin"], abs=1e-12 * pixels)
+    assert sums.cos == pytest.approx(expected["cos"], abs=1e-12 * pixels)
+    for key in ("colorfulness_raw", "brightness_raw"):
+        assert attrs[key] == pytest.approx(expected[key], rel=1e-12, abs=1e-15)
+    # The mean angle is as precise as the sums allow: loose where they cancel (a hue wheel's worth of pixels).
+    tolerance = 1e-9 + math.degrees(2e-12 * pixels / math.hypot(expected["sin"], expected["cos"]))
+    assert abs((attrs["hue_raw"] - expected["hue_raw"] + 180) % 360 - 180) <= tolerance
+    assert attrs["hue"] == round(attrs["hue_raw"]) % 360
+    assert attrs["colorfulness"] == round(attrs["colorfulness_raw"], 1)
+    assert attrs["brightness"] == round(attrs["brightness_raw"], 1)
+
+
+EDGE_PIXELS = [
+    (0, 0, 0), (255, 255, 255), (128, 128, 128), (1, 1, 1),  # greys: hue 0, saturation 0
+    (255, 0, 0), (0, 255, 0), (0, 0, 255), (200, 100, 50), (50, 200, 100), (100, 50, 200),  # each channel max
+    (255, 255, 0), (0, 255, 255), (255, 0, 255), (10, 10, 5), (5, 10, 10), (10, 5, 10),  # two channels tie at max
+    (255, 0, 1), (1, 0, 255), (0, 1, 255), (1, 255, 0), (255, 1, 0), (0, 255, 1),  # next to a sextant's edge
+    (255, 254, 0), (1, 0, 0), (0, 0, 1), (3, 2, 1), (255, 128, 0),
+]
+
+
+@pytest.mark.parametrize("pixel", EDGE_PIXELS)
+def test_one_pixel_matches_colorsys(pixel):
+    sums, attrs = _measured([np.array([[pixel]], dtype=np.uint8)])
+    h, s, v = colorsys.rgb_to_hsv(*(c / 255 for c in pixel))
+    assert math.atan2(sums.sin, sums.cos) % (2 * math.pi) == pytest.approx(2 * math.pi * h, abs=1e-12)
+    assert attrs["colorfulness_raw"] == pytest.approx(s, rel=1e-15, abs=0)
+    assert attrs["brightness_raw"] == pytest.approx(v, rel=1e-15, abs=0)
+    assert attrs["frames_sampled"] == 1
+
+
+def test_random_frames_match_colorsys():
+    rng = np.random.default_rng(1)
+    frames = [rng.integers(0, 256, size=(48, 64, 3), dtype=np.uint8) for _ in range(3)]
+    frames[0][0, :len(EDGE_PIXELS)] = EDGE_PIXELS
+    frames.append(np.full((8, 8, 3), (30, 30, 30), dtype=np.uint8))  # frames of any size pool their pixels
+    pixels = np.concatenate([f.reshape(-1, 3) for f in frames])
+    sums, attrs = _measured(frames)
+    _assert_agrees(sums, attrs, _colorsys_attributes(pixels), len(pixels))
+    assert attrs["frames_sampled"] == 4
+
+
+def test_every_hue_case_matches_colorsys():
+    # Hue depends on (r - g, g - b) only: one pixel for each of the ~196k pairs a uint8 pixel can have,
+    # and one for each (max, min) pair, which saturation and value depend on.
+    rg, gb = (a.ravel() for a in np.meshgrid(np.arange(-255, 256), np.arange(-255, 256)))
+    b = np.maximum(0, np.maximum(-gb, -(rg + gb)))
+    hue_pixels = np.stack([b + rg + gb, b + gb, b], axis=1)
+    hue_pixels = hue_pixels[hue_pixels.max(axis=1) <= 255].astype(np.uint8)
+    hi, lo = (a.ravel() for a in np.meshgrid(np.arange(256), np.arange(256)))
+    sv_pixels = np.stack([lo, hi, lo], axis=1)[lo <= hi].astype(np.uint8)
+    for pixels in (hue_pixels, sv_pixels):
+        sums, attrs = _measured([pixels[:, None, :]])
+        _assert_agrees(sums, attrs, _colorsys_attributes(pixels), len(pixels))
+
+
+def test_colour_sums_rejects_what_it_cannot_measure():
+    with pytest.raises(MediaError, match="clip.mp4"):
+        ColourSums().attributes("clip.mp4")
+    with pytest.raises(ValueError, match="uint8"):
+        ColourSums().add(np.zeros((4, 4, 3), dtype=np.float32))
 
 
 def test_solid_colour_clip(tmp_path):

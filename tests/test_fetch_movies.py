@@ -448,3 +448,24 @@ def test_bad_download_settings_fail_once_naming_the_setting_and_not_the_secret(t
         assert named in caplog.text, (env, extra, caplog.text)
     assert not (out / "manifest.parquet").exists() and not (out / "rejects.parquet").exists()
     assert "SESSION-7f3a9c" not in caplog.text + "".join(capsys.readouterr())
+
+
+def test_a_cut_off_download_keeps_what_decodes_and_says_so(tmp_path):
+    from factory import cut_off, make_pyav_video, noise_frames
+
+    clips = [("whole000001", "2001.0", "1", "2", "2017", "Film A", "Opening", "tt0000001"),
+             ("partial0002", "2001.0", "2", "2", "2017", "Film A", "Ending", "tt0000001")]
+    meta = write_metadata(tmp_path / "meta", clips)
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    whole = make_pyav_video(videos / "whole000001.mp4", frames=200, fps=10, faststart=True, audio_rate=16000,
+                            color=noise_frames())
+    cut_off(videos / "partial0002.mp4", whole, 0.4)  # an interrupted yt-dlp download looks like this
+    out = tmp_path / "out"
+    assert run_command(["fetch-movies", "--metadata", str(meta), "--out", str(out), "--from-dir", str(videos)]) == 0
+    rows = {r["clip_id"]: r for r in read_manifest(out)}
+    assert rows["cmd-whole000001"]["truncated"] is False
+    part = rows["cmd-partial0002"]
+    assert part["truncated"] is True and part["header_duration"] == pytest.approx(20)
+    decoded = probe(part["video_path"]).duration
+    assert part["decoded_duration"] == pytest.approx(decoded, abs=0.01) and decoded < 12  # not padded to 20 s

@@ -34,7 +34,7 @@ from builder_scripts.engine.executors import add_engine_arguments, with_engine
 from builder_scripts.engine.manifest import read_manifest, read_rejects, reject, write_rejects
 from builder_scripts.engine.runner import StageSummary, exit_status, run_stage
 from builder_scripts.engine.stage import FunctionStage, Outcome
-from emovid_datasets.media import MediaError, probe, to_mp4
+from emovid_datasets.media import Conversion, MediaError, convert, probe
 from emovid_datasets.media.files import VIDEO_SUFFIXES, safe_remote_id, scan_media
 from emovid_datasets.options import add_dataclass_arguments, dataclass_from_args
 
@@ -376,13 +376,14 @@ def download_video(url: str, dest_dir: Union[str, os.PathLike], name: str, *,
 
 
 def convert_clip(src: Union[str, os.PathLike], dst: Union[str, os.PathLike], *, end_time: Optional[float] = None,
-                 max_side: Optional[int] = None, tolerance: float = TRIM_TOLERANCE) -> tuple[Path, bool]:
-    """MP4 of ``src``, cut at ``end_time`` seconds when the file runs longer (the advert tail); returns (path, trimmed)."""
+                 max_side: Optional[int] = None, tolerance: float = TRIM_TOLERANCE) -> tuple[Conversion, bool]:
+    """MP4 of ``src``, cut at ``end_time`` seconds when the file runs longer (the advert tail); returns the
+    conversion (which records a cut-off download: only what decodes is kept) and whether it was trimmed."""
     src, dst = Path(src), Path(dst)
     duration = probe(src).duration  # decodes one frame: an unusable file fails here with its reason
     if end_time is None or end_time <= 0 or duration <= end_time + tolerance:
-        return to_mp4(src, dst, max_side=max_side), False
-    return to_mp4(src, dst, max_side=max_side, end_time=float(end_time)), True
+        return convert(src, dst, max_side=max_side), False
+    return convert(src, dst, max_side=max_side, end_time=float(end_time)), True
 
 
 def fetch_clip(item: dict[str, Any], *, out_dir: str, download: Optional[DownloadOptions] = None,
@@ -404,13 +405,15 @@ def fetch_clip(item: dict[str, Any], *, out_dir: str, download: Optional[Downloa
             return Outcome(rejects=[reject(STAGE, f"[{exc.kind}] {exc}", clip_id=item["clip_id"],
                                            origin=item["origin"])])
     try:
-        path, trimmed = convert_clip(src, Path(out_dir) / "clips" / f"{item['clip_id']}.mp4",
+        done, trimmed = convert_clip(src, Path(out_dir) / "clips" / f"{item['clip_id']}.mp4",
                                      end_time=item.get("listed_duration"), max_side=max_side)
     finally:
         if downloaded is not None and not keep_downloads:
             downloaded.unlink(missing_ok=True)
-    return Outcome(rows=[{**{k: v for k, v in item.items() if k != "videoid"}, "video_path": str(path),
-                          "advert_trimmed": trimmed}])
+    if done.truncated:
+        log.warning("%s: %s is %s; kept what decodes", STAGE, item["clip_id"], done.cut_off)
+    return Outcome(rows=[{**{k: v for k, v in item.items() if k != "videoid"}, "video_path": str(done.path),
+                          "advert_trimmed": trimmed, **done.manifest_fields()}])
 
 
 def movie_inputs(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
