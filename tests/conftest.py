@@ -4,10 +4,14 @@ Where ``CI=true`` (as `.ci/run` runs), a test that needs ../shared/media or torc
 skipped: CI has both, so a skip there means a broken setup, not a machine without them.
 """
 
+import functools
+import http.server
 import os
 import shutil
 import tempfile
+import threading
 from pathlib import Path
+from urllib.parse import urlsplit
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 _OWN_HF_HOME = None if "HF_HOME" in os.environ else tempfile.mkdtemp(prefix="emovid-hf-home-")
@@ -75,3 +79,36 @@ def local_ray(tmp_path_factory):
              runtime_env={"env_vars": {"PYTHONPATH": path}})
     yield ray
     ray.shutdown()
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    """Serves files; records each request's line, Cookie and Proxy-Authorization on the server's ``seen``.
+
+    A request for an absolute URL (what a client sends to a proxy) is served from the same folder, so the
+    server is also a forward proxy for any host.
+    """
+
+    def send_head(self):
+        self.server.seen.append((self.requestline, self.headers.get("Cookie"), self.headers.get("Proxy-Authorization")))
+        return super().send_head()
+
+    def translate_path(self, path):
+        return super().translate_path(urlsplit(path).path)
+
+    def log_message(self, format, *args):  # noqa: A002 - keep test output clean
+        pass
+
+
+@pytest.fixture
+def media_server(tmp_path):
+    """A loopback HTTP server serving tmp_path/served at http://127.0.0.1:PORT/ (and the requests it saw)."""
+    root = tmp_path / "served"
+    root.mkdir()
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(QuietHandler, directory=str(root)))
+    server.seen = []
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield root, f"http://127.0.0.1:{server.server_address[1]}", server.seen
+    server.shutdown()
+    thread.join(timeout=5)
+    server.server_close()

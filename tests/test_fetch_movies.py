@@ -6,12 +6,9 @@ from __future__ import annotations
 import argparse
 import base64
 import csv
-import functools
-import http.server
 import logging
 import socket
 import sys
-import threading
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -180,39 +177,6 @@ def test_from_dir_trims_advert_rejects_corrupt_and_missing_and_resumes(tmp_path)
     assert (summary.done, summary.skipped) == (0, 4)
     assert len(read_manifest(out)) == 2 and len(read_rejects(out)) == 2
     assert Path(advert["video_path"]).stat().st_mtime_ns == made  # nothing redone
-
-
-class QuietHandler(http.server.SimpleHTTPRequestHandler):
-    """Serves files; records each request's line, Cookie and Proxy-Authorization on the server's ``seen``.
-
-    A request for an absolute URL (what a client sends to a proxy) is served from the same folder, so the
-    server is also a forward proxy for any host.
-    """
-
-    def send_head(self):
-        self.server.seen.append((self.requestline, self.headers.get("Cookie"), self.headers.get("Proxy-Authorization")))
-        return super().send_head()
-
-    def translate_path(self, path):
-        return super().translate_path(urlsplit(path).path)
-
-    def log_message(self, format, *args):  # noqa: A002 - keep test output clean
-        pass
-
-
-@pytest.fixture
-def media_server(tmp_path):
-    """A loopback HTTP server serving tmp_path/served at http://127.0.0.1:PORT/ (and the requests it saw)."""
-    root = tmp_path / "served"
-    root.mkdir()
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(QuietHandler, directory=str(root)))
-    server.seen = []
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield root, f"http://127.0.0.1:{server.server_address[1]}", server.seen
-    server.shutdown()
-    thread.join(timeout=5)
-    server.server_close()
 
 
 def test_yt_dlp_downloads_from_url_template_and_records_youtube_origin(tmp_path, media_server):
