@@ -15,7 +15,10 @@ from torch.utils.data import DataLoader
 from torchdata.stateful_dataloader import StatefulDataLoader
 
 from emovid_datasets.loading import load_emovid
+from emovid_datasets.media import Mp4Writer, decode_audio
+from emovid_datasets.media.probe import probe
 from emovid_datasets.torch import BucketBatcher, EmoVidClips, collate_clips, nearest_bucket, to_model_range
+from emovid_datasets.torch.batching import Bucket, BucketRule, frames_within
 from emovid_datasets.torch.clips import DECODERS
 from emovid_datasets.torch.decoding import decode_window
 from emovid_datasets.torch.resize import plan_resize
@@ -26,7 +29,7 @@ SMALL = dict(num_frames=9, height=32, width=32)
 
 @pytest.fixture(scope="module")
 def dataset_dir(tmp_path_factory) -> Path:
-    """24 clips (3 sources x 8 emotions, 12 frames at 12 fps, 64x48) in 4 shards."""
+    """24 clips (3 sources x 8 emotions, 12 frames at 12 fps, 64x48) in 4 shards per source (12 in `default`)."""
     return make_dataset(tmp_path_factory.mktemp("emovid"), min_shards=4)
 
 
@@ -91,7 +94,7 @@ def test_uint8_video_converts_to_the_same_floats(dataset_dir):
         EmoVidClips(ds, video_dtype=torch.int64)
 
 
-@pytest.mark.parametrize("num_frames", [0, 2, 8, 10, 80])
+@pytest.mark.parametrize("num_frames", [0, 2, 3, 7, 8, 10, 11, 79, 80])  # 3, 7, 11, 79 are 2k+1, not 4k+1
 def test_num_frames_must_be_4k_plus_1(dataset_dir, num_frames):
     with pytest.raises(ValueError, match="4k\\+1"):
         EmoVidClips(stream(dataset_dir), num_frames=num_frames)
@@ -153,6 +156,58 @@ def test_random_window_is_seeded_per_epoch_and_clip(tmp_path, decoder):
     assert any(a != b for a, b in pairs)
 
 
+def grey_video_over_noise(path: Path, frames: int, fps: int = 12, rate: int = 16000, step: int = 5) -> dict:
+    """`grey_video`'s frames over seeded white noise, so any stretch of the sound is found at one place only;
+    as an audio row value."""
+    with Mp4Writer(path, width=16, height=16, fps=fps, audio_rate=rate, audio_layout="mono") as writer:
+        for i in range(frames):
+            writer.write_frame(np.full((16, 16, 3), 10 + step * i, dtype=np.uint8))
+        writer.write_audio(np.random.default_rng(7).uniform(-0.5, 0.5, (1, frames * rate // fps)).astype(np.float32))
+    return {"bytes": path.read_bytes(), "path": None}
+
+
+def sound_start(wave: np.ndarray, piece: np.ndarray) -> int:
+    """The one sample index of ``wave`` (1-D) at which ``piece`` (1-D) lies exactly."""
+    head = np.lib.stride_tricks.sliding_window_view(wave, 16)
+    starts = [int(s) for s in np.flatnonzero((head == piece[:16]).all(axis=1))
+              if np.array_equal(wave[s:s + len(piece)], piece)]
+    assert len(starts) == 1, starts
+    return starts[0]
+
+
+def test_audio_is_the_sound_under_a_random_window(tmp_path):
+    media = grey_video_over_noise(tmp_path / "noise.mp4", frames=48)  # 4 s
+    ds = datasets.Dataset.from_list([{"clip_id": "n", "source": "movie", "emotion": "fear", "caption": "",
+                                      "duration": 4.0, "video": media, "audio": media}])
+    clips = EmoVidClips(ds, num_frames=5, fps=12, height=16, width=16, window="random", seed=3, with_audio=True)
+    wave = decode_audio(media, sample_rate=16000, channels=1)[0]
+    starts = []
+    for epoch in range(3):
+        clips.set_epoch(epoch)
+        sample = next(iter(clips))
+        first = source_frame(sample["video"], 0, step=5)  # the window's first source frame, shown from first/12 s
+        assert first > 0
+        audio = sample["audio"][0].numpy()
+        assert len(audio) == round(5 * 16000 / 12)
+        start = sound_start(wave, audio) / 16000
+        assert first / 12 <= start < (first + 1) / 12  # the sound starts under the window's first frame
+        starts.append(first)
+    assert len(set(starts)) > 1
+
+
+def test_audio_loops_with_a_looped_short_clip(tmp_path):
+    media = grey_video_over_noise(tmp_path / "short.mp4", frames=12)  # 1 s
+    ds = datasets.Dataset.from_list([{"clip_id": "s", "source": "movie", "emotion": "fear", "caption": "",
+                                      "video": media, "audio": media}])
+    sample = next(iter(EmoVidClips(ds, num_frames=21, fps=16, height=16, width=16, with_audio=True)))
+    # 16 frames of 21 at 16 fps lie inside the clip, then the video starts again: the sound repeats every 1 s.
+    assert [source_frame(sample["video"], i, step=5) for i in range(21)] == [(i % 16) * 12 // 16 for i in range(21)]
+    wave = decode_audio(media, sample_rate=16000, channels=1)[0]
+    assert len(wave) >= 16000
+    expected = wave[np.arange(round(21 * 16000 / 16)) % 16000]
+    assert np.array_equal(sample["audio"][0].numpy(), expected)
+
+
 def test_resize_plans():
     crop = plan_resize(48, 64, 32, 32)
     assert (crop.scaled_height, crop.scaled_width, crop.top, crop.left) == (32, 43, 0, 5)
@@ -203,11 +258,32 @@ def test_default_buckets_come_from_height_and_width(tmp_path):
     assert clips.buckets == [(480, 832), (832, 480), (624, 624)]
 
 
+def test_one_bucket_rule_for_size_and_length():
+    rule = BucketRule.default(480, 832, 81, 16)
+    assert rule.sizes == ((480, 832), (832, 480), (624, 624)) and rule.frame_counts == (13, 29, 45, 61, 81)
+    assert rule.bucket_for(1080, 1920, 30.0, 16) == Bucket(81, 480, 832)
+    assert rule.bucket_for(498, 498, 2.0, 16) == Bucket(29, 624, 624)  # 32 frames: 33 would loop one
+    assert rule.bucket_for(480, 640, 5.0, 16) == Bucket(61, 480, 832)  # 80 frames: 81 would loop one
+    assert rule.bucket_for(720, 405, 0.5, 16) == Bucket(13, 832, 480)  # shorter than all: the shortest, looped
+    assert BucketRule(((16, 16),), (17, 5, 9, 5)).frame_counts == (5, 9, 17)
+    with pytest.raises(ValueError, match="4k\\+1"):
+        BucketRule(((16, 16),), (8,))
+    clips = EmoVidClips(rows_dataset({"x": b""}), num_frames=5, resize="bucket", buckets=[(16, 32), (32, 16)])
+    assert clips.bucket_rule == BucketRule(((16, 32), (32, 16)), (5,))  # the adapter's buckets follow the same rule
+
+
+@pytest.mark.parametrize("frames, fps", [(12, 12), (7, 12), (13, 10), (45, 30)])
+def test_bucket_frames_count_what_resampling_takes_before_the_clip_ends(tmp_path, frames, fps):
+    media = grey_video(tmp_path / "clip.mp4", frames=frames, fps=fps, size=(16, 16), step=4)
+    taken = decode_window(media, target_times(200, 16), lambda h, w: plan_resize(h, w, h, w))
+    assert frames_within(probe(media).duration, 16) == len(taken.frames)
+
+
 @pytest.mark.parametrize("map_style", [False, True])
 def test_workers_read_distinct_shards_without_gaps(dataset_dir, all_ids, map_style):
     ds = load_emovid(str(dataset_dir), split="train", streaming=not map_style, decode_media=False)
     clips = EmoVidClips(ds, **SMALL, num_shards=4 if map_style else None)
-    assert clips.num_shards == 4
+    assert clips.num_shards == (4 if map_style else 12)  # streamed: the files of every source
     loader = DataLoader(clips, batch_size=3, num_workers=2)
     seen = [clip_id for batch in loader for clip_id in batch["clip_id"]]
     assert sorted(seen) == all_ids  # every clip exactly once
@@ -225,7 +301,7 @@ def test_node_rank_from_environment(dataset_dir, monkeypatch):
     monkeypatch.setenv("RANK", "1")
     monkeypatch.setenv("WORLD_SIZE", "2")
     clips = EmoVidClips(stream(dataset_dir), **SMALL)
-    assert (clips.rank, clips.world_size) == (1, 2) and clips.num_shards == 2
+    assert (clips.rank, clips.world_size) == (1, 2) and clips.num_shards == 6  # half of the 12 files
     with pytest.raises(ValueError, match="rank"):
         EmoVidClips(stream(dataset_dir), **SMALL, rank=2, world_size=2)
 
@@ -336,6 +412,7 @@ TORCHRUN_SCRIPT = """
 import json, os, sys
 import torch.distributed as dist
 from emovid_datasets.loading import load_emovid
+from emovid_datasets.media import Mp4Writer, decode_audio
 from emovid_datasets.torch import EmoVidClips
 
 dist.init_process_group("gloo")  # what a training script does before building its data

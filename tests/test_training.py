@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -10,20 +11,26 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import torch
-from factory import corrupt_clip, make_dataset
+from factory import corrupt_clip, make_dataset, make_manifest, make_video
 from safetensors.torch import load_file
 
+import emovid_datasets.training.trainer as trainer_module
+from builder_scripts.publish.build import build_dataset
 from emovid_datasets.cli import main
-from emovid_datasets.training.cache import LatentCache
+from emovid_datasets.training.cache import BucketCache, LatentCache
 from emovid_datasets.training.config import TrainConfig
-from emovid_datasets.training.data import load_rows
+from emovid_datasets.training.data import clip_buckets, load_rows
 from emovid_datasets.training.lora import (
     COMFYUI_FILE,
     DIFFUSERS_FILE,
     add_lora,
     load_lora_state,
+    lora_state_dict,
     save_comfyui_lora,
     save_diffusers_lora,
     to_original_keys,
@@ -67,6 +74,56 @@ def test_objective_follows_diffsynth_and_flow_matching():
     assert torch.equal(obj.timesteps(torch.tensor([0.25])), torch.tensor([250.0]))
     with pytest.raises(ValueError, match="timestep sampling"):
         FlowMatchObjective("cosine")
+
+
+class HalfEcho(torch.nn.Module):
+    """A stand-in DiT that predicts half its noisy input and keeps what it was given, to recompute the loss from."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.tensor(0.5))
+        self.seen = []
+
+    def forward(self, hidden_states, timestep, encoder_hidden_states, encoder_hidden_states_image, return_dict):
+        self.seen.append((hidden_states.detach().clone(), timestep.detach().clone()))
+        return (self.scale * hidden_states,)
+
+
+def test_diffsynth_loss_weighs_each_sample_by_its_noise_level():
+    table_sigmas, table_weights = diffsynth_table(5.0)
+    x0 = torch.randn(3, 4, 2, 4, 4, generator=torch.Generator().manual_seed(0))
+    model = HalfEcho()
+    loss, sigmas = training_loss(model, FlowMatchObjective(), {"latents": x0, "prompt_embeds": torch.zeros(3, 5, 8)},
+                                 "t2v", seeds=[11, 12, 13])
+    ((xt, timesteps),) = model.seen
+    assert torch.allclose(timesteps, sigmas * 1000)
+    s = sigmas.view(-1, 1, 1, 1, 1)
+    noise = (xt - (1 - s) * x0) / s  # the noise each sample got, recovered from x_t = (1 - s) x0 + s e
+    per_sample = ((0.5 * xt - (noise - x0)) ** 2).flatten(1).mean(1)
+    weights = torch.stack([table_weights[torch.argmin((table_sigmas - level).abs())] for level in sigmas])
+    assert (weights - 1).abs().max() > 0.1  # these levels' weights are not all 1: dropping them shows
+    assert loss.item() == pytest.approx((per_sample * weights).mean().item(), rel=1e-4)
+    assert loss.item() != pytest.approx(per_sample.mean().item(), rel=1e-2)
+
+
+@pytest.mark.parametrize("num_frames", [3, 7, 11, 79])  # 2k+1 but not 4k+1
+def test_num_frames_must_be_4k_plus_1_not_merely_odd(num_frames):
+    settings = dict(task="t2v", model="tiny", data="unused", output="unused")
+    with pytest.raises(ValueError, match="4k\\+1"):
+        TrainConfig(**settings, num_frames=num_frames).validate()
+    TrainConfig(**settings, num_frames=num_frames + 2).validate()  # the 4k+1 next to it is fine
+
+
+def test_bucket_options_default_from_the_shape_and_are_checked():
+    settings = dict(task="t2v", model="tiny", data="unused", output="unused")
+    cfg = TrainConfig(**settings).validate()
+    assert cfg.buckets == ["480x832", "832x480", "624x624"] and cfg.bucket_frames == [13, 29, 45, 61, 81]
+    assert cfg.bucket_rule().sizes == ((480, 832), (832, 480), (624, 624))
+    for buckets in (["480x830"], ["480"], ["0x16"]):
+        with pytest.raises(ValueError, match="multiples of 16"):
+            TrainConfig(**settings, buckets=buckets).validate()
+    with pytest.raises(ValueError, match="4k\\+1"):
+        TrainConfig(**settings, bucket_frames=[81, 48]).validate()
 
 
 def test_tiny_model_is_offline_deterministic_and_loads_from_a_folder(tmp_path):
@@ -121,6 +178,40 @@ def test_saved_lora_changes_the_pipeline_and_comfyui_export_matches(tmp_path):
     pipe.load_lora_weights(str(tmp_path / COMFYUI_FILE), adapter_name="comfy")
     assert (with_lora - base).abs().max() > 1e-3
     assert torch.allclose(run_pipe(pipe), with_lora, atol=1e-6)
+
+
+# Wan2.1's own module names (wan/modules/model.py: attention q/k/v/o, the I2V cross-attention's k_img/v_img,
+# ffn = Sequential(Linear, GELU, Linear)) for each diffusers module LoRA adapts, written out by hand.
+WAN_NAMES = {
+    "attn1.to_q": "self_attn.q", "attn1.to_k": "self_attn.k", "attn1.to_v": "self_attn.v",
+    "attn1.to_out.0": "self_attn.o", "attn2.to_q": "cross_attn.q", "attn2.to_k": "cross_attn.k",
+    "attn2.to_v": "cross_attn.v", "attn2.to_out.0": "cross_attn.o", "attn2.add_k_proj": "cross_attn.k_img",
+    "attn2.add_v_proj": "cross_attn.v_img", "ffn.net.0.proj": "ffn.0", "ffn.net.2": "ffn.2",
+}
+
+
+def test_comfyui_export_maps_all_twelve_modules_to_their_wan_names(tmp_path):
+    transformer = build_tiny("i2v").transformer
+    add_lora(transformer, 4, 4, image_kv=True)  # alpha = rank: diffusers' loader keeps the tensors as they are
+    with torch.no_grad():
+        for i, (name, p) in enumerate(transformer.named_parameters()):
+            if "lora_" in name:
+                p.fill_(i + 1)  # every tensor tells which one it is
+    state = lora_state_dict(transformer)
+    exported = to_original_keys(state, 4)
+    modules = set()
+    for key, tensor in state.items():
+        block, module, half = re.fullmatch(r"blocks\.(\d+)\.(.+)\.(lora_[AB])\.weight", key).groups()
+        modules.add(module)
+        assert torch.equal(exported[f"diffusion_model.blocks.{block}.{WAN_NAMES[module]}.{half}.weight"], tensor), key
+    assert modules == set(WAN_NAMES)
+    # and diffusers' own reader of ComfyUI files puts every tensor back on the module it came from
+    save_comfyui_lora(transformer, tmp_path / COMFYUI_FILE)
+    pipe = build_tiny("i2v")
+    pipe.load_lora_weights(str(tmp_path / COMFYUI_FILE), adapter_name="comfy")
+    loaded = {n.replace(".comfy.", "."): p for n, p in pipe.transformer.named_parameters() if "lora_" in n}
+    trained = {n.replace(".default.", "."): p for n, p in transformer.named_parameters() if "lora_" in n}
+    assert loaded.keys() == trained.keys() and all(torch.equal(loaded[k], trained[k]) for k in trained)
 
 
 @pytest.mark.parametrize("task", ["t2v", "i2v"])
@@ -268,12 +359,14 @@ def test_processes_skip_a_step_together_when_one_has_no_decodable_clip(tmp_path)
 
 def test_processes_share_the_cache_work_even_when_one_starts_late(dataset, tmp_path, caplog):
     """Process 1 looks at the cache only once process 0 has reached a barrier: each still encodes its half."""
-    cfg = TrainConfig(task="t2v", data=dataset, output=str(tmp_path / "run"), sources=["animation"], limit=4, **SMALL)
+    cfg = TrainConfig(task="t2v", data=dataset, output=str(tmp_path / "run"), sources=["animation"], limit=4,
+                      **SMALL).validate()
     pipes = [load_pipeline("tiny", "t2v") for _ in range(2)]  # one each, as processes have (the VAE keeps state)
     rows = load_rows(dataset, sources=["animation"]).select(range(4))
+    buckets = clip_buckets(rows, cfg.bucket_rule(), cfg.fps)
     barrier, first_arrived = threading.Barrier(2, timeout=120), threading.Event()
 
-    def process(index: int) -> LatentCache:
+    def process(index: int) -> BucketCache:
         def wait_for_everyone():
             first_arrived.set()
             barrier.wait()
@@ -282,7 +375,7 @@ def test_processes_share_the_cache_work_even_when_one_starts_late(dataset, tmp_p
                                       wait_for_everyone=wait_for_everyone)
         if index == 1:
             first_arrived.wait(timeout=120)  # a late start: process 0 is already at its first barrier
-        return _build_cache(cfg, pipes[index], rows, Path(cfg.output), torch.device("cpu"), torch.float32,
+        return _build_cache(cfg, pipes[index], rows, buckets, Path(cfg.output), torch.device("cpu"), torch.float32,
                             accelerator)
 
     caplog.set_level("INFO", logger="emovid_datasets")
@@ -326,3 +419,157 @@ def test_sources_are_read_from_their_own_configs(tmp_path):
         load_rows(str(dataset), sources=["cartoon"])
     with pytest.raises(ValueError, match="no rows"):
         load_rows(str(dataset), config="animation", sources=["sticker"])
+
+
+# Buckets: landscape, portrait and square (height x width), and three lengths at 16 fps.
+BUCKETED = dict(SMALL, model="tiny-wan", buckets=["32x48", "48x32", "32x32"], bucket_frames=[5, 9, 13])
+# Per source: ((width, height), frames at 12 fps). Stickers square; 1 s, 0.75 s and 0.5 s give 16, 12 and 8 frames
+# at 16 fps, so the buckets 13, 9 and 5 frames; the 128x64 clip is 2:1, wider than its 3:2 bucket.
+SHAPES = {
+    "sticker": [((48, 48), 12), ((64, 64), 12), ((48, 48), 6), ((64, 64), 6)],
+    "animation": [((96, 64), 12), ((128, 64), 12), ((96, 64), 9)],
+    "movie": [((64, 96), 12), ((64, 96), 12)],
+}
+
+
+def framed(width: int, height: int, level: int) -> np.ndarray:
+    """A dark frame with a centre of brightness ``level`` half as wide and half as high: a crop shows in its share."""
+    frame = np.full((height, width, 3), 20, np.uint8)
+    frame[height // 4:height - height // 4, width // 4:width - width // 4] = level
+    return frame
+
+
+@pytest.fixture(scope="module")
+def shaped_dataset(tmp_path_factory) -> str:
+    """`SHAPES`' clips, drawn with `framed`, each frame brighter than the one before (a loop would show)."""
+    root = tmp_path_factory.mktemp("shaped")
+    manifest = make_manifest(root / "raw", per_cell=1)
+    table = pq.read_table(manifest)
+    rows = []
+    for source, clips in SHAPES.items():
+        for row, ((width, height), frames) in zip([r for r in table.to_pylist() if r["source"] == source], clips):
+            make_video(row["video_path"], frames=frames, size=(width, height), audio=source != "sticker",
+                       color=lambda i, w=width, h=height: framed(w, h, 150 + 8 * i))
+            rows.append(row)
+    pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), manifest)
+    build_dataset(manifest, root / "dataset", min_shards=1, evaluator=False, progress=False)
+    return str(root / "dataset")
+
+
+@pytest.fixture
+def decoded(monkeypatch) -> dict:
+    """clip_id -> (bucket, video) of every clip the trainer decodes in this test."""
+    seen = {}
+    adapter_clips = trainer_module.adapter_clips
+
+    def recording(rows, bucket, **options):
+        for sample in adapter_clips(rows, bucket, **options):
+            seen[sample["clip_id"]] = (str(bucket), sample["video"])
+            yield sample
+
+    monkeypatch.setattr(trainer_module, "adapter_clips", recording)
+    return seen
+
+
+def bright_share(video: torch.Tensor) -> tuple[float, float]:
+    """How much of the first frame's middle column and middle row is `framed`'s bright centre."""
+    frame = video[:, 0].mean(0)
+    height, width = frame.shape
+    return (frame[:, width // 2] > -0.3).float().mean().item(), (frame[height // 2] > -0.3).float().mean().item()
+
+
+def source_shapes(dataset: str) -> dict[str, tuple[int, int, int]]:
+    """clip_id -> (width, height, frames) as built."""
+    rows = load_rows(dataset)
+    return dict(zip(rows["clip_id"], zip(rows["width"], rows["height"], rows["num_frames"])))
+
+
+def test_mixed_aspects_train_in_their_buckets_cropping_only_the_aspect_difference(shaped_dataset, tmp_path,
+                                                                                   decoded):
+    out = tmp_path / "out"
+    result = train(TrainConfig(task="t2v", data=shaped_dataset, output=str(out), epochs=1, batch_size=2,
+                               **BUCKETED))
+    config = json.loads((out / "training_config.json").read_text())
+    assert config["bucket_clips"] == {"5x32x32": 2, "9x32x48": 1, "13x32x32": 2, "13x32x48": 2, "13x48x32": 2}
+    assert result.global_step == 5  # a batch of 2 per bucket, and the 9-frame clip alone at the end of the epoch
+    # the latent cache has a folder per bucket, holding its clips at its shape
+    for bucket, clips in config["bucket_clips"].items():
+        frames, height, width = map(int, bucket.split("x"))
+        (folder,) = (out / "cache").glob(f"t2v-{bucket}-*")
+        entries = [load_file(str(p)) for p in folder.glob("*.safetensors")]
+        assert len(entries) == clips and all(e["latents"].shape == (16, (frames - 1) // 4 + 1, height // 8,
+                                                                    width // 8) for e in entries)
+    shapes = source_shapes(shaped_dataset)
+    assert decoded.keys() == shapes.keys()
+    for clip_id, (bucket, video) in decoded.items():
+        frames, height, width = map(int, bucket.split("x"))
+        assert video.shape == (3, frames, height, width)
+        src_width, src_height, src_frames = shapes[clip_id]
+        assert frames == max(n for n in (5, 9, 13) if n * 12 <= src_frames * 16)  # the longest it fills
+        brightness = video.mean((0, 2, 3))
+        assert torch.all(brightness[1:] >= brightness[:-1] - 0.01), clip_id  # never looped back to its start
+        # scaled to cover the bucket, cropped only where the aspects differ: kept = the smaller / the larger aspect
+        aspect, bucket_aspect = src_width / src_height, width / height
+        kept_x, kept_y = min(1, bucket_aspect / aspect), min(1, aspect / bucket_aspect)
+        assert bright_share(video) == pytest.approx((0.5 / kept_y, 0.5 / kept_x), abs=0.07), clip_id
+    wide = next(clip_id for clip_id, (width, height, _) in shapes.items() if width == 2 * height)
+    assert bright_share(decoded[wide][1])[1] == pytest.approx(2 / 3, abs=0.07)  # the 2:1 clip lost a quarter
+
+
+def test_a_sticker_only_run_keeps_square_clips_square(shaped_dataset, tmp_path, decoded):
+    out = tmp_path / "out"
+    assert main(["train", "--task", "t2v", "--model", "tiny-wan", "--data", shaped_dataset, "--output", str(out),
+                 "--sources", "sticker", "--num-frames", "13", "--height", "32", "--width", "48", "--rank", "4",
+                 "--alpha", "4", "--max-steps", "2"]) == 0
+    config = json.loads((out / "training_config.json").read_text())
+    assert config["buckets"] == ["32x48", "48x32", "32x32"] and config["bucket_frames"] == [13]  # the defaults
+    assert config["bucket_clips"] == {"13x32x32": 4}
+    assert len(decoded) == 4
+    for _, video in decoded.values():
+        assert video.shape[2:] == (32, 32) and bright_share(video) == pytest.approx((0.5, 0.5), abs=0.07)
+
+
+def test_resume_with_buckets_lands_at_the_exact_data_position(shaped_dataset, tmp_path):
+    common = dict(task="t2v", data=shaped_dataset, sources=["animation", "movie"], epochs=2, batch_size=2,
+                  checkpoint_every=1, keep_checkpoints=10, cache_dir=str(tmp_path / "cache"), lr=1e-3, **BUCKETED)
+    full = train(TrainConfig(output=str(tmp_path / "full"), **common))
+    assert full.global_step == 6  # per epoch: 2 full batches (13x32x48, 13x48x32), then the 9x32x48 clip alone
+    first = train(TrainConfig(output=str(tmp_path / "run"), max_steps=4, **common))
+    assert first.losses == pytest.approx(full.losses[:4], rel=1e-5)
+
+    def position(step: int) -> tuple[int, int]:
+        state = json.loads((tmp_path / "run" / "checkpoints" / f"step-{step:08d}" / "state.json").read_text())
+        return state["epoch"], state["position"]
+
+    assert [position(step) for step in (1, 2, 3, 4)] == [(0, 2), (0, 4), (1, 0), (1, 2)]  # rows, not batches
+    resumed = train(TrainConfig(output=str(tmp_path / "run"), **dict(common, resume=str(
+        tmp_path / "run" / "checkpoints" / "step-00000002"))))
+    assert resumed.resumed_from == 2 and resumed.global_step == 6
+    assert resumed.losses == pytest.approx(full.losses[2:], rel=1e-5)  # the lone clip first, then epoch 1
+    with pytest.raises(ValueError, match="bucket_frames"):
+        train(TrainConfig(output=str(tmp_path / "run"), resume="latest", **dict(common, bucket_frames=[9])))
+
+
+def test_two_processes_with_buckets_train_what_one_process_trains_with_their_global_batch(shaped_dataset, tmp_path):
+    """2 processes x batch 1 = 1 process x batch 2 with 3 buckets of 2 clips (torchrun, gloo on CPU)."""
+    common = ["--task", "t2v", "--model", "tiny-wan", "--data", shaped_dataset, "--rank", "4", "--alpha", "4",
+              "--sources", "sticker", "movie", "--buckets", *BUCKETED["buckets"], "--bucket-frames", "5", "9", "13",
+              "--epochs", "2", "--lr", "1e-3"]
+    env = dict(os.environ, ACCELERATE_USE_CPU="1", OMP_NUM_THREADS="1")
+    launch = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+              "--master_port", str(free_port()), "-m", "emovid_datasets.cli", "train", *common, "--batch-size", "1",
+              "--output", str(tmp_path / "ddp")]
+    done = subprocess.run(launch, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert main(["train", *common, "--batch-size", "2", "--output", str(tmp_path / "one")]) == 0
+    runs = {run: json.loads((tmp_path / run / "training_config.json").read_text()) for run in ("ddp", "one")}
+    assert runs["ddp"]["bucket_clips"] == runs["one"]["bucket_clips"] == {"5x32x32": 2, "13x32x32": 2, "13x48x32": 2}
+
+    def log(run: str) -> list[dict]:
+        return [json.loads(line) for line in (tmp_path / run / "loss.jsonl").read_text().splitlines()]
+
+    ddp, one = log("ddp"), log("one")
+    assert [r["step"] for r in ddp] == [1, 2, 3, 4, 5, 6] and [r["epoch"] for r in ddp] == [0, 0, 0, 1, 1, 1]
+    assert [r["loss"] for r in ddp] == pytest.approx([r["loss"] for r in one], rel=1e-5)
+    a, b = load_file(str(tmp_path / "ddp" / DIFFUSERS_FILE)), load_file(str(tmp_path / "one" / DIFFUSERS_FILE))
+    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)

@@ -24,9 +24,10 @@ from emovid_datasets.loading import without_media_decoding
 from emovid_datasets.media import MediaError, decode_audio
 from emovid_datasets.taxonomy import valence_of
 
+from .batching import BucketRule
 from .decoding import Window, decode_window, require_torchcodec, torchcodec_window
 from .prompts import check_prompt, format_prompt
-from .resize import RESIZE_MODES, ResizePlan, Size, check_buckets, nearest_bucket, plan_resize
+from .resize import RESIZE_MODES, ResizePlan, Size, check_buckets, plan_resize
 from .sampling import (
     SHORT_CLIP_POLICIES,
     WINDOWS,
@@ -147,6 +148,7 @@ class EmoVidClips(IterableDataset):
         self.fps, self.height, self.width = float(fps), int(height), int(width)
         self.resize = check_choice("resize", resize, RESIZE_MODES)
         self.buckets = check_buckets(buckets, self.height, self.width) if resize == "bucket" else None
+        self.bucket_rule = BucketRule(tuple(self.buckets), (self.num_frames,)) if self.buckets else None
         self.prompt = check_prompt(prompt)
         self.short_clips = check_choice("short_clips", short_clips, SHORT_CLIP_POLICIES)
         self.window = check_choice("window", window, WINDOWS)
@@ -252,7 +254,7 @@ class EmoVidClips(IterableDataset):
 
     def _plan_for(self, src_height: int, src_width: int) -> ResizePlan:
         if self.resize == "bucket":
-            height, width = nearest_bucket(src_height, src_width, self.buckets)
+            height, width = self.bucket_rule.size_for(src_height, src_width)
         else:
             height, width = self.height, self.width
         return plan_resize(src_height, src_width, height, width, pad=self.resize == "pad")

@@ -1,7 +1,8 @@
 """The precompute phase: encode clips once (VAE latents, text, I2V conditioning) into a resumable cache.
 
-One safetensors per clip, written atomically, in a folder named after the settings that shaped it, so a
-rerun skips what is there and a change of model, task or resolution never reuses stale latents. Latents are
+One safetensors per clip, written atomically, in a folder named after the settings that shaped it (the
+clip's bucket among them), so a rerun skips what is there and a change of model, task or bucket never reuses
+stale latents. Latents are
 the VAE posterior mode, normalised with the VAE's latents_mean/std (x0 as Wan and DiffSynth-Studio train
 on it). Text embeddings are stored trimmed and zero-padded on load.
 """
@@ -19,6 +20,7 @@ from urllib.parse import quote, unquote
 import torch
 
 from ..atomic import atomic_path, atomic_write_text
+from ..torch.batching import Bucket
 from .models import TEXT_LEN, WanPipelines
 
 log = logging.getLogger(__name__)
@@ -54,7 +56,8 @@ def encode_batch(pipe: WanPipelines, batch: Mapping[str, Any], task: str, device
     """Encode an adapter batch (``video`` (B,C,T,H,W) in [-1,1], ``prompt``, ``first_frame``) for training.
 
     Returns ``latents`` (normalised posterior mode, x0), ``prompt_embeds`` (B, text_len, D) and
-    ``prompt_lens``; for i2v also ``y`` (4 mask + 16 first-frame channels) and ``image_embeds``.
+    ``prompt_lens``; for i2v also ``y`` (4 mask + 16 first-frame channels; TI2V-5B: its clean first latent
+    frame) and, where the model has a CLIP image encoder (Wan2.1 I2V), ``image_embeds``.
     """
     vae = pipe.vae
     video = batch["video"].to(device, vae.dtype)
@@ -72,7 +75,8 @@ def encode_batch(pipe: WanPipelines, batch: Mapping[str, Any], task: str, device
         out["y"] = torch.cat([pipe.prepare_latents(image[None], 1, vae.config.z_dim, height, width, frames,
                                                    torch.float32, device, torch.Generator(device).manual_seed(0))[1]
                               for image in first])
-        out["image_embeds"] = pipe.encode_image(frames_to_pil(first), device)
+        if getattr(pipe, "image_encoder", None) is not None:
+            out["image_embeds"] = pipe.encode_image(frames_to_pil(first), device)
     return out
 
 
@@ -125,7 +129,36 @@ class LatentCache:
         return data
 
 
-def fill_cache(pipe: WanPipelines, clips: Iterable[Mapping[str, Any]], cache: LatentCache, task: str,
+class BucketCache:
+    """Latent caches keyed by bucket: each clip's tensors live in the `LatentCache` folder of its bucket's shape."""
+
+    def __init__(self, root: Union[str, os.PathLike], settings: Mapping[str, Any],
+                 buckets: Mapping[str, Bucket]) -> None:
+        self.root = Path(root)
+        self.bucket_of = dict(buckets)
+        self.caches = {bucket: LatentCache(root, {**settings, "num_frames": bucket.frames, "height": bucket.height,
+                                                  "width": bucket.width})
+                       for bucket in dict.fromkeys(self.bucket_of.values())}
+        self.text_len = int(settings.get("text_len", TEXT_LEN))
+
+    def has(self, clip_id: str) -> bool:
+        """Whether ``clip_id`` is already encoded at its bucket's shape."""
+        return self.caches[self.bucket_of[clip_id]].has(clip_id)
+
+    def clip_ids(self) -> list[str]:
+        """The clips of this selection that are encoded, sorted."""
+        return sorted(c for c in self.bucket_of if self.has(c))
+
+    def write(self, clip_id: str, tensors: Mapping[str, torch.Tensor], prompt: str, dtype: torch.dtype) -> Path:
+        """Store one clip's tensors in its bucket's folder (see `LatentCache.write`)."""
+        return self.caches[self.bucket_of[clip_id]].write(clip_id, tensors, prompt, dtype)
+
+    def load(self, clip_id: str) -> dict[str, torch.Tensor]:
+        """One clip's tensors from its bucket's folder (see `LatentCache.load`)."""
+        return self.caches[self.bucket_of[clip_id]].load(clip_id)
+
+
+def fill_cache(pipe: WanPipelines, clips: Iterable[Mapping[str, Any]], cache: BucketCache, task: str,
                device: torch.device, dtype: torch.dtype = torch.float32, total: Optional[int] = None) -> int:
     """Encode every clip from ``clips`` (adapter samples, one at a time) not yet in ``cache``; returns how many."""
     from tqdm.auto import tqdm
@@ -144,5 +177,5 @@ def fill_cache(pipe: WanPipelines, clips: Iterable[Mapping[str, Any]], cache: La
         tensors["prompt_embeds"] = tensors["prompt_embeds"][:length]
         cache.write(clip_id, tensors, sample["prompt"], dtype)
         written += 1
-    log.info("cache %s: %d clips encoded, %d cached in all", cache.dir, written, len(cache.clip_ids()))
+    log.info("cache %s: %d clips encoded, %d cached in all", cache.root, written, len(cache.clip_ids()))
     return written

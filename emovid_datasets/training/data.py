@@ -1,7 +1,8 @@
-"""Rows to train on, the seeded per-epoch order, and the clips for one stretch of that order.
+"""Rows to train on, their buckets, the seeded per-epoch batches, and the clips for one batch.
 
-Training walks a seeded permutation of the selected rows, one global batch (batch size x processes) at a
-time, so the data position is just (epoch, rows consumed) and a resumed run picks up the same rows.
+Each epoch walks a seeded permutation of the selected rows and cuts it into global batches (batch size x
+processes) of one bucket each, the same on every process, so the data position is just (epoch, rows consumed)
+and a resumed run picks up the same rows.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import torch
 
 from ..loading import load_emovid
 from ..taxonomy import SOURCES
+from ..torch.batching import Bucket, BucketRule, group_by_key
 
 
 def load_rows(dataset: str, config: str = "default", split: str = "train",
@@ -43,28 +45,33 @@ def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
     return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch)).tolist()
 
 
-def local_rows(order: Sequence[int], start: int, batch_size: int, rank: int, world: int) -> list[list[int]]:
-    """This process's batches from ``order[start:]``: global batch g gives it rows [rank*B, (rank+1)*B).
+def clip_buckets(rows: datasets.Dataset, rule: BucketRule, fps: float) -> list[Bucket]:
+    """Each row's bucket by ``rule`` from its height, width and duration columns (no media decoded)."""
+    table = rows.select_columns(["clip_id", "height", "width", "duration"]).to_dict()
+    shapes = list(zip(table["height"], table["width"], table["duration"]))
+    missing = [clip_id for clip_id, shape in zip(table["clip_id"], shapes) if None in shape]
+    if missing:
+        raise ValueError(f"{len(missing)} rows lack the height, width or duration that bucketing needs "
+                         f"(e.g. {', '.join(missing[:3])})")
+    return [rule.bucket_for(height, width, duration, fps) for height, width, duration in shapes]
 
-    With several processes an incomplete last global batch is dropped, so every process steps together.
+
+def epoch_batches(order: Sequence[int], buckets: Sequence[Bucket], batch_size: int, world: int) -> list[list[int]]:
+    """The global batches of an epoch: ``batch_size * world`` rows of one bucket each, as they fill along ``order``.
+
+    With several processes a bucket's incomplete last batch is dropped, so every process steps together;
+    one process trains it as a smaller batch at the end of the epoch.
     """
-    per_step = batch_size * world
-    batches = []
-    for begin in range(start, len(order), per_step):
-        chunk = order[begin:begin + per_step]
-        if world > 1 and len(chunk) < per_step:
-            break
-        batches.append(list(chunk[rank * batch_size:(rank + 1) * batch_size]))
-    return batches
+    return list(group_by_key(order, buckets.__getitem__, batch_size * world, drop_last=world > 1))
 
 
-def adapter_clips(rows: datasets.Dataset, *, num_frames: int, height: int, width: int, fps: float,
-                  prompt: str = "caption+emotion") -> Any:
-    """EmoVid's PyTorch adapter over ``rows``: training tensors in [-1, 1] plus prompts.
+def adapter_clips(rows: datasets.Dataset, bucket: Bucket, *, fps: float, prompt: str = "caption+emotion") -> Any:
+    """EmoVid's PyTorch adapter over ``rows`` at ``bucket``'s shape: training tensors in [-1, 1] plus prompts.
 
-    The trainer already gives each process its own rows, so the adapter must not split them again.
+    Each clip is scaled to cover the bucket and centre-cropped only where its aspect ratio differs. The trainer
+    already gives each process its own rows, so the adapter must not split them again.
     """
     from ..torch import EmoVidClips
 
-    return EmoVidClips(rows, num_frames=num_frames, fps=fps, height=height, width=width, resize="crop",
-                       prompt=prompt, split_by_node=False)
+    return EmoVidClips(rows, num_frames=bucket.frames, fps=fps, height=bucket.height, width=bucket.width,
+                       resize="crop", prompt=prompt, split_by_node=False)

@@ -2,8 +2,9 @@
 
 A model is a diffusers folder or Hub id whose ``model_index.json`` names a pipeline class with a
 text-to-video (``prompt``) or image-to-video (``prompt`` and ``image``) call, or one of the tiny random
-models (`models.TINY_WAN`, `models.TINY_COGVIDEOX`). Its family is read from ``model_index.json``
-before any weights load; a pipeline class outside the table gets the defaults of its own call signature.
+models (`models.TINY_WAN`, `models.TINY_WAN22`, `models.TINY_TI2V`, `models.TINY_COGVIDEOX`). Its family
+is read from ``model_index.json`` before any weights load; a pipeline class outside the table gets the
+defaults of its own call signature.
 """
 
 from __future__ import annotations
@@ -15,7 +16,16 @@ from typing import Any, Mapping, Optional
 
 import numpy as np
 
-from .models import TINY, TINY_COGVIDEOX, TINY_WAN, build_tiny_cogvideox, check_task, load_pipeline
+from .models import (
+    TINY,
+    TINY_COGVIDEOX,
+    TINY_TI2V,
+    TINY_WAN,
+    TINY_WAN22,
+    build_tiny_cogvideox,
+    check_task,
+    load_pipeline,
+)
 
 log = logging.getLogger(__name__)
 GENERIC = "generic"
@@ -72,6 +82,11 @@ FAMILIES: dict[str, Family] = {
                   "LTX-Video (diffusers examples): 704x480, 161 frames at 24 fps, 50 steps, guidance 3"),
     TINY_WAN: Family(Recommended(9, 32, 32, 2, 5.0, 16), Recommended(9, 32, 32, 2, 5.0, 16),
                      "tiny random Wan2.1 (offline tests)", dtype="fp32"),
+    TINY_WAN22: Family(Recommended(9, 32, 32, 4, 4.0, 16, {"guidance_scale_2": 3.0}), Recommended(9, 32, 32, 4, 3.5, 16),
+                       "tiny random Wan2.2 A14B, two experts (offline tests); 4 steps, two for each expert",
+                       dtype="fp32"),
+    TINY_TI2V: Family(Recommended(9, 32, 32, 2, 5.0, 24), Recommended(9, 32, 32, 2, 5.0, 24),
+                      "tiny random Wan2.2 TI2V-5B (offline tests)", dtype="fp32"),
     TINY_COGVIDEOX: Family(Recommended(9, 32, 32, 2, 6.0, 8), Recommended(9, 32, 32, 2, 6.0, 8),
                            "tiny random CogVideoX (offline tests)", dtype="fp32"),
 }
@@ -81,7 +96,8 @@ _CLASS_FAMILIES = {
     "HunyuanVideoPipeline": "hunyuanvideo", "HunyuanVideoImageToVideoPipeline": "hunyuanvideo",
     "LTXPipeline": "ltx", "LTXImageToVideoPipeline": "ltx",
 }
-_TINY_CLASSES = {TINY_WAN: ("WanPipeline", "WanImageToVideoPipeline"),
+_WAN_CLASSES = ("WanPipeline", "WanImageToVideoPipeline")
+_TINY_CLASSES = {TINY_WAN: _WAN_CLASSES, TINY_WAN22: _WAN_CLASSES, TINY_TI2V: _WAN_CLASSES,
                  TINY_COGVIDEOX: ("CogVideoXPipeline", "CogVideoXImageToVideoPipeline")}
 
 
@@ -100,7 +116,7 @@ def tiny_name(model: str) -> Optional[str]:
     """The canonical tiny model name for ``model`` (``tiny`` is ``tiny-wan``), or None for a real model."""
     if model in (TINY, TINY_WAN):
         return TINY_WAN
-    return TINY_COGVIDEOX if model == TINY_COGVIDEOX else None
+    return model if model in _TINY_CLASSES else None
 
 
 def _generic_family(cls_name: str) -> Family:
@@ -136,6 +152,8 @@ def model_info(model: str, task: str, revision: Optional[str] = None) -> ModelIn
     if family == "wan":
         if config.get("expand_timesteps"):
             family = "wan2.2-ti2v"
+            if check_task(task) == "i2v":  # TI2V-5B's one folder (a WanPipeline) serves i2v too, in the i2v class
+                cls_name = "WanImageToVideoPipeline"
         else:
             family = "wan2.2" if (config.get("transformer_2") or [None])[0] else "wan2.1"
     elif family == "cogvideox":
@@ -161,17 +179,17 @@ def check_pipeline_task(pipe: Any, task: str, model: str) -> None:
 
 def load_video_pipeline(info: ModelInfo, task: str, *, dtype: Any, revision: Optional[str] = None) -> Any:
     """The pipeline of ``info`` for ``task`` in ``dtype`` (its family's ``fp32_parts`` stay fp32)."""
+    import diffusers
     import torch
-    from diffusers import DiffusionPipeline
 
-    if info.family == TINY_WAN:
-        pipe = load_pipeline(TINY, task, dtype=dtype)
+    if info.family in (TINY_WAN, TINY_WAN22, TINY_TI2V):
+        pipe = load_pipeline(info.family, task, dtype=dtype)
     elif info.family == TINY_COGVIDEOX:
         pipe = build_tiny_cogvideox(task).to(dtype=dtype)
     else:
         dtypes = {"default": dtype, **{part: torch.float32 for part in info.defaults.fp32_parts}}
         try:
-            pipe = DiffusionPipeline.from_pretrained(info.model, revision=revision, dtype=dtypes)
+            pipe = getattr(diffusers, info.pipeline).from_pretrained(info.model, revision=revision, dtype=dtypes)
         except (OSError, EnvironmentError) as exc:
             raise ValueError(f"{info.model}: cannot load the diffusers pipeline ({exc})") from exc
     check_pipeline_task(pipe, task, info.model)

@@ -1,4 +1,4 @@
-"""Generate an emotion-conditioned video (and optionally a GIF sticker) with Wan2.1 and mixed LoRAs."""
+"""Generate an emotion-conditioned video (and optionally a GIF sticker) with Wan (2.1 or 2.2) and mixed LoRAs."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ import torch
 from ..devices import default_device
 from ..media import Mp4Writer, write_gif
 from ..taxonomy import emotion_prompt
-from .models import load_pipeline
+from .lora import DIFFUSERS_FILE, expert_file, expert_of_file
+from .models import EXPERTS, experts_of, load_pipeline
 
 log = logging.getLogger(__name__)
 
@@ -40,17 +41,52 @@ def parse_lora(spec: str) -> tuple[str, float]:
     return spec, 1.0
 
 
+def lora_sources(path: str, two_experts: bool) -> list[tuple[str, tuple[str, ...]]]:
+    """Where the LoRA at ``path`` goes: (folder or file for ``load_lora_weights``, the experts it goes into).
+
+    A folder holding per-expert files (`lora.expert_file`, as a Wan2.2 run writes) gives each file to its
+    expert, and so does a file whose name marks one (``..._high_noise...``); any other LoRA goes into every
+    expert. Expert LoRAs need a two-expert (Wan2.2 A14B) pipeline: a ValueError otherwise.
+    """
+    folder = Path(path)
+    if not folder.exists():
+        raise FileNotFoundError(f"{path}: LoRA folder or file not found")
+    if folder.is_dir():
+        marked = [(str(folder / expert_file(DIFFUSERS_FILE, e)), (e,)) for e in EXPERTS
+                  if (folder / expert_file(DIFFUSERS_FILE, e)).is_file()]
+    else:
+        expert = expert_of_file(folder.name)
+        marked = [(path, (expert,))] if expert else []
+    if marked and not two_experts:
+        raise ValueError(f"{path}: a Wan2.2 expert LoRA ({', '.join(e for _, (e,) in marked)} noise), but this "
+                         "model has a single transformer")
+    return marked or [(path, EXPERTS if two_experts else EXPERTS[:1])]
+
+
 def load_loras(pipe: Any, loras: Sequence[tuple[str, float]]) -> list[str]:
-    """Load each (path, weight) LoRA as its own adapter and activate them all with their weights."""
-    names = []
-    for i, (path, _) in enumerate(loras):
-        if not os.path.exists(path):
-            raise FileNotFoundError(f"{path}: LoRA folder or file not found")
-        name = f"lora_{i}"
-        pipe.load_lora_weights(path, adapter_name=name)
-        names.append(name)
-    if names:
+    """Load each (path, weight) LoRA as its own adapter and activate them all with their weights.
+
+    On a Wan2.2 A14B pipeline each LoRA file goes into its expert (see `lora_sources`): ``transformer`` for
+    high noise, ``transformer_2`` (``load_into_transformer_2``) for low noise.
+    """
+    experts = experts_of(pipe)
+    two_experts = len(experts) == 2
+    sources = [lora_sources(path, two_experts) for path, _ in loras]  # every path checked before any loads
+    names = [f"lora_{i}" for i in range(len(loras))]
+    active: dict[str, tuple[list[str], list[float]]] = {e: ([], []) for e in experts}
+    for name, (_, weight), targets in zip(names, loras, sources):
+        for source, into in targets:
+            for expert in into:
+                extra = {"load_into_transformer_2": True} if expert == "low" else {}
+                pipe.load_lora_weights(source, adapter_name=name, **extra)
+                active[expert][0].append(name)
+                active[expert][1].append(weight)
+    if names and not two_experts:
         pipe.set_adapters(names, [weight for _, weight in loras])
+    elif names:  # diffusers' pipeline-wide set_adapters wants every adapter in every expert
+        for expert, (chosen, weights) in active.items():
+            if chosen:
+                experts[expert].set_adapters(chosen, weights)
     return names
 
 
@@ -62,6 +98,7 @@ def generate(model: str, prompt: str, output: Union[str, os.PathLike], *, loras:
     """Render ``prompt`` (plus the paper's emotion sentence when ``emotion`` is given) to an MP4.
 
     ``image`` makes it image-to-video from that first frame; ``sticker`` also writes ``output`` as a GIF.
+    Wan2.2 A14B pipelines take each expert's LoRA file into that expert (see `load_loras`).
     """
     from PIL import Image
 

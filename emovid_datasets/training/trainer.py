@@ -1,8 +1,10 @@
 """Train a Wan2.1 LoRA on EmoVid with accelerate: precompute a latent cache, then flow-matching steps.
 
 Output folder: ``pytorch_lora_weights.safetensors`` (diffusers), ``lora_comfyui.safetensors`` (ComfyUI /
-original Wan keys), ``training_config.json``, ``loss.csv`` + ``loss.jsonl`` (one row per optimiser step),
-``checkpoints/step-NNNNNNNN/`` (adapter, optimiser, LR scheduler, data position) and ``cache/``.
+original Wan keys; for Wan2.2 A14B one of each per trained expert, ``*_high_noise`` / ``*_low_noise``, see
+`models.Experts`), ``training_config.json``, ``loss.csv`` + ``loss.jsonl`` (one row per optimiser step),
+``checkpoints/step-NNNNNNNN/`` (adapter, optimiser, LR scheduler, data position) and ``cache/`` (a folder per
+bucket). Each clip trains at the bucket of `TrainConfig.bucket_rule` its height, width and duration give.
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ import logging
 import math
 import os
 import time
+from collections import Counter
 from dataclasses import dataclass, field
+from itertools import chain
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
@@ -22,13 +26,15 @@ import torch
 
 from ..atomic import atomic_write_text
 from ..records import read_json_file
-from .cache import LatentCache, encode_batch, fill_cache
+from ..torch.batching import Bucket
+from .cache import BucketCache, encode_batch, fill_cache
 from .checkpoints import LossLog, resume_point, save_checkpoint
 from .config import CONFIG_FILE, TrainConfig
-from .data import adapter_clips, epoch_order, load_rows, local_rows
+from .data import adapter_clips, clip_buckets, epoch_batches, epoch_order, load_rows
 from .lora import COMFYUI_FILE, add_lora, load_lora_state, save_comfyui_lora, save_diffusers_lora
-from .models import TEXT_LEN, load_pipeline
+from .models import TEXT_LEN, check_sizes, load_pipeline, trainable_transformer
 from .objective import FlowMatchObjective, sample_seeds, training_loss
+from .validation import Validator
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +48,7 @@ class TrainResult:
     resumed_from: Optional[int] = None
     lora_path: Optional[Path] = None
     comfyui_path: Optional[Path] = None
+    validation: Optional[str] = None  # how EA moved from step 0 (`validation.Validator.summary`)
 
 
 def _weight_dtype(mixed_precision: str) -> torch.dtype:
@@ -49,38 +56,49 @@ def _weight_dtype(mixed_precision: str) -> torch.dtype:
 
 
 class _Batches:
-    """Encoded training batches for one epoch from a row position, from the cache or decoded on the fly."""
+    """Encoded training batches of one bucket each, for one epoch from a row position, cached or decoded on the fly."""
 
-    def __init__(self, cfg: TrainConfig, rows, pipe, cache: Optional[LatentCache], device: torch.device,
-                 rank: int, world: int) -> None:
+    def __init__(self, cfg: TrainConfig, rows, buckets: list[Bucket], pipe, cache: Optional[BucketCache],
+                 device: torch.device, rank: int, world: int) -> None:
         self.cfg, self.rows, self.pipe, self.cache = cfg, rows, pipe, cache
         self.device, self.rank, self.world = device, rank, world
+        ids = rows["clip_id"]
         # the selected rows that were encoded (a shared cache folder may hold other selections too)
-        self.ids = [c for c in rows["clip_id"] if cache.has(c)] if cache is not None else None
+        self.kept = [i for i, c in enumerate(ids) if cache.has(c)] if cache is not None else list(range(len(rows)))
+        self.ids = [ids[i] for i in self.kept]
+        self.buckets = [buckets[i] for i in self.kept]
 
     def size(self) -> int:
-        return len(self.ids) if self.ids is not None else len(self.rows)
+        return len(self.kept)
 
-    def epoch(self, epoch: int, start: int) -> Iterator[dict[str, torch.Tensor]]:
-        """Yield this process's encoded batches of ``epoch`` beginning at row ``start`` of its order."""
-        order = epoch_order(self.size(), self.cfg.seed, epoch)
-        for indices in local_rows(order, start, self.cfg.batch_size, self.rank, self.world):
-            if self.cache is not None:
-                items = [self.cache.load(self.ids[i]) for i in indices]
-                yield {k: torch.stack([it[k] for it in items]).to(self.device) for k in items[0]}
-                continue
-            clips = adapter_clips(self.rows.select(indices), num_frames=self.cfg.num_frames, fps=self.cfg.fps,
-                                  height=self.cfg.height, width=self.cfg.width, prompt=self.cfg.prompt)
-            samples = list(clips)
-            if not samples:
-                log.warning("no decodable clip in rows %s of epoch %d; batch skipped", indices, epoch)
-                yield {}
-                continue
-            batch = {"video": torch.stack([s["video"] for s in samples]), "prompt": [s["prompt"] for s in samples],
-                     "first_frame": torch.stack([s["first_frame"] for s in samples])}
-            encoded = encode_batch(self.pipe, batch, self.cfg.task, self.device, TEXT_LEN)
-            encoded.pop("prompt_lens")
-            yield encoded
+    def plan(self, epoch: int) -> list[list[int]]:
+        """The global batches of ``epoch``, as positions in the kept rows, the same on every process."""
+        return epoch_batches(epoch_order(self.size(), self.cfg.seed, epoch), self.buckets, self.cfg.batch_size,
+                             self.world)
+
+    def epoch(self, epoch: int, start: int) -> Iterator[tuple[int, dict[str, torch.Tensor]]]:
+        """Yield (rows in the global batch, this process's encoded share) for ``epoch`` after its first ``start`` rows."""
+        size, consumed = self.cfg.batch_size, 0
+        for chunk in self.plan(epoch):
+            consumed += len(chunk)
+            if consumed > start:
+                yield len(chunk), self._encoded(chunk[self.rank * size:(self.rank + 1) * size], epoch)
+
+    def _encoded(self, indices: list[int], epoch: int) -> dict[str, torch.Tensor]:
+        if self.cache is not None:
+            items = [self.cache.load(self.ids[i]) for i in indices]
+            return {k: torch.stack([it[k] for it in items]).to(self.device) for k in items[0]}
+        clips = adapter_clips(self.rows.select([self.kept[i] for i in indices]), self.buckets[indices[0]],
+                              fps=self.cfg.fps, prompt=self.cfg.prompt)
+        samples = list(clips)
+        if not samples:
+            log.warning("no decodable clip in rows %s of epoch %d; batch skipped", indices, epoch)
+            return {}
+        batch = {"video": torch.stack([s["video"] for s in samples]), "prompt": [s["prompt"] for s in samples],
+                 "first_frame": torch.stack([s["first_frame"] for s in samples])}
+        encoded = encode_batch(self.pipe, batch, self.cfg.task, self.device, TEXT_LEN)
+        encoded.pop("prompt_lens")
+        return encoded
 
 
 def _all_have_a_batch(accelerator: Any, has_batch: bool, state: dict) -> bool:
@@ -94,35 +112,39 @@ def _all_have_a_batch(accelerator: Any, has_batch: bool, state: dict) -> bool:
     return everyone
 
 
-def _stream(batches: _Batches, state: dict, rows_per_batch: int) -> Iterator[dict[str, torch.Tensor]]:
+def _stream(batches: _Batches, state: dict) -> Iterator[dict[str, torch.Tensor]]:
     """Batches epoch after epoch from the saved position, keeping ``state``'s epoch and row position current."""
     while True:
-        for batch in batches.epoch(state["epoch"], state["position"]):
-            state["position"] += rows_per_batch
+        for rows, batch in batches.epoch(state["epoch"], state["position"]):
+            state["position"] += rows
             yield batch
         state["epoch"] += 1
         state["position"] = 0
 
 
-def _build_cache(cfg: TrainConfig, pipe, rows, output: Path, device: torch.device, dtype: torch.dtype,
-                 accelerator: Any) -> LatentCache:
-    """Encode the clips not yet cached, each process every N-th of them (N processes), then check the result together.
+def _build_cache(cfg: TrainConfig, pipe, rows, buckets: list[Bucket], output: Path, device: torch.device,
+                 dtype: torch.dtype, accelerator: Any) -> BucketCache:
+    """Encode the clips not yet cached, at their ``buckets``, each process every N-th of them (N processes),
+    then check the result together.
 
     The cache folder must be one all processes see (one machine, or a shared file system).
     """
-    settings = {"model": cfg.model, "task": cfg.task, "num_frames": cfg.num_frames, "height": cfg.height,
-                "width": cfg.width, "fps": cfg.fps, "prompt": cfg.prompt, "text_len": TEXT_LEN,
+    settings = {"model": cfg.model, "task": cfg.task, "fps": cfg.fps, "prompt": cfg.prompt, "text_len": TEXT_LEN,
                 "data": cfg.data, "config": cfg.config, "split": cfg.split, "dtype": str(dtype)}
-    cache = LatentCache(cfg.cache_dir or output / "cache", settings)
-    todo = [i for i, clip_id in enumerate(rows["clip_id"]) if not cache.has(clip_id)]
+    ids = rows["clip_id"]
+    cache = BucketCache(cfg.cache_dir or output / "cache", settings, dict(zip(ids, buckets)))
+    todo = [i for i, clip_id in enumerate(ids) if not cache.has(clip_id)]
     accelerator.wait_for_everyone()  # all agree on the to-do list before anyone writes, so the shares cover it
     mine = todo[accelerator.process_index::accelerator.num_processes]
     if mine:
-        clips = adapter_clips(rows.select(mine), num_frames=cfg.num_frames, fps=cfg.fps, height=cfg.height,
-                              width=cfg.width, prompt=cfg.prompt)
+        by_bucket: dict[Bucket, list[int]] = {}
+        for i in mine:
+            by_bucket.setdefault(buckets[i], []).append(i)
+        clips = chain.from_iterable(adapter_clips(rows.select(indices), bucket, fps=cfg.fps, prompt=cfg.prompt)
+                                    for bucket, indices in by_bucket.items())
         fill_cache(pipe, clips, cache, cfg.task, device, dtype, total=len(mine))
     accelerator.wait_for_everyone()
-    cached = sum(cache.has(c) for c in rows["clip_id"])
+    cached = len(cache.clip_ids())
     if cached < len(rows) and accelerator.is_main_process:
         log.warning("%d of %d clips could not be decoded and are left out of training", len(rows) - cached, len(rows))
     if cached == 0:
@@ -156,20 +178,22 @@ def train(cfg: TrainConfig) -> TrainResult:
     device, dtype = accelerator.device, _weight_dtype(cfg.mixed_precision)
 
     pipe = load_pipeline(cfg.model, cfg.task, dtype=dtype)
+    check_sizes(pipe, cfg.bucket_rule().sizes)
+    transformer = trainable_transformer(pipe, cfg.expert, cfg.boundary_ratio).requires_grad_(False)
     for name in ("text_encoder", "vae", "image_encoder"):
         if getattr(pipe, name, None) is not None:
             getattr(pipe, name).requires_grad_(False).to(device)
     rows = load_rows(cfg.data, cfg.config, cfg.split, cfg.sources)
     if cfg.limit:
         rows = rows.select(range(min(cfg.limit, len(rows))))
+    buckets = clip_buckets(rows, cfg.bucket_rule(), cfg.fps)
     cache = None
     if not cfg.no_cache:
-        cache = _build_cache(cfg, pipe, rows, output, device, dtype, accelerator)
+        cache = _build_cache(cfg, pipe, rows, buckets, output, device, dtype, accelerator)
         for name in ("text_encoder", "vae", "image_encoder"):  # the encoders are done: free the accelerator
             if getattr(pipe, name, None) is not None:
                 getattr(pipe, name).to("cpu")
 
-    transformer = pipe.transformer.requires_grad_(False)
     add_lora(transformer, cfg.rank, cfg.alpha, image_kv=cfg.image_kv)
     if cfg.gradient_checkpointing:
         transformer.enable_gradient_checkpointing()
@@ -179,14 +203,17 @@ def train(cfg: TrainConfig) -> TrainResult:
     params = [p for p in transformer.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
-    batches = _Batches(cfg, rows, pipe, cache, device, accelerator.process_index, accelerator.num_processes)
-    per_epoch = len(local_rows(list(range(batches.size())), 0, cfg.batch_size, 0, accelerator.num_processes))
+    batches = _Batches(cfg, rows, buckets, pipe, cache, device, accelerator.process_index, accelerator.num_processes)
+    per_bucket = {str(b): n for b, n in sorted(Counter(batches.buckets).items())}
+    log.info("%d clips in %d buckets (frames x height x width): %s", batches.size(), len(per_bucket), per_bucket)
+    per_epoch = len(batches.plan(0))  # the same every epoch: each bucket fills the same number of batches
     total = cfg.epochs * per_epoch // cfg.gradient_accumulation
     total = min(total, cfg.max_steps) if cfg.max_steps else total
     if per_epoch < 1 or total < 1:
-        raise ValueError(f"{batches.size()} clips x {cfg.epochs} epochs give no optimiser step with batch size "
-                         f"{cfg.batch_size} x {accelerator.num_processes} processes and --gradient-accumulation "
-                         f"{cfg.gradient_accumulation}")
+        raise ValueError(f"{batches.size()} clips in {len(per_bucket)} buckets x {cfg.epochs} epochs give no "
+                         f"optimiser step with batch size {cfg.batch_size} x {accelerator.num_processes} processes "
+                         f"and --gradient-accumulation {cfg.gradient_accumulation} (with several processes a "
+                         "bucket's incomplete batch is left out)")
     scheduler = get_scheduler(cfg.lr_scheduler, optimizer, num_warmup_steps=cfg.lr_warmup_steps,
                               num_training_steps=total)
     transformer, optimizer = accelerator.prepare(transformer, optimizer)
@@ -203,12 +230,18 @@ def train(cfg: TrainConfig) -> TrainResult:
                  state["position"])
     if accelerator.is_main_process:
         config = dataclasses.asdict(cfg)
-        config.update(total_steps=total, clips=batches.size(), processes=accelerator.num_processes)
+        config.update(total_steps=total, clips=batches.size(), processes=accelerator.num_processes,
+                      bucket_clips=per_bucket)
         atomic_write_text(output / CONFIG_FILE, json.dumps(config, indent=2))
     loss_log = LossLog(output, state["global_step"] if resume_from else None) if accelerator.is_main_process else None
     if tensorboard:
         accelerator.init_trackers("emovid-lora", config={k: v for k, v in dataclasses.asdict(cfg).items()
                                                          if isinstance(v, (int, float, str, bool))})
+    validator = None
+    if cfg.validate_every:
+        validator = Validator(cfg, pipe, accelerator, output, state["global_step"] if resume_from else None, rows,
+                              tensorboard)
+        validator.due(state["global_step"])  # step 0: the baseline
 
     objective = FlowMatchObjective(cfg.timestep_sampling, cfg.shift)
     result = TrainResult(global_step=state["global_step"], resumed_from=state["global_step"] if resume_from else None)
@@ -219,7 +252,7 @@ def train(cfg: TrainConfig) -> TrainResult:
     sigmas_seen: list[float] = []
     skipped_in_a_row = 0
     started = time.perf_counter()
-    for batch in _stream(batches, state, cfg.batch_size * accelerator.num_processes):
+    for batch in _stream(batches, state):
         state["micro_step"] += 1
         if not _all_have_a_batch(accelerator, bool(batch), state):
             skipped_in_a_row += 1  # not a step: the run goes on into the next rows until it has made `total`
@@ -263,6 +296,8 @@ def train(cfg: TrainConfig) -> TrainResult:
             saved = dict(state, epoch=state["epoch"] + at_end, position=0 if at_end else state["position"])
             save_checkpoint(output, accelerator.unwrap_model(transformer), optimizer, scheduler, saved,
                             cfg.keep_checkpoints)
+        if validator is not None:
+            validator.due(state["global_step"], last=done)
         if done:
             break
     progress.close()
@@ -272,8 +307,9 @@ def train(cfg: TrainConfig) -> TrainResult:
         final = accelerator.unwrap_model(transformer)
         result.lora_path = save_diffusers_lora(final, output)
         result.comfyui_path = save_comfyui_lora(final, output / COMFYUI_FILE)
-        log.info("trained %d steps; LoRA in %s (ComfyUI keys in %s)", result.global_step, result.lora_path,
-                 result.comfyui_path)
+        result.validation = validator.summary() if validator is not None else None
+        log.info("trained %d steps; LoRA in %s (ComfyUI keys in %s)%s", result.global_step, result.lora_path,
+                 result.comfyui_path, f"; {result.validation}" if result.validation else "")
     accelerator.end_training()
     # accelerate's state is a per-process singleton: clear it so the next train() in this process (a notebook,
     # the tests) may choose another precision or accumulation. The distributed process group is kept.
