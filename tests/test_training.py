@@ -1,11 +1,7 @@
 """The Wan2.1 LoRA trainer on `--model tiny` (real diffusers classes, random weights, CPU, 9x32x32 clips)."""
 
 import json
-import os
 import re
-import socket
-import subprocess
-import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -17,6 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 from factory import corrupt_clip, make_dataset, make_manifest, make_video
+from launch import train_on_two_processes
 from safetensors.torch import load_file
 
 import emovid_datasets.training.trainer as trainer_module
@@ -300,23 +297,12 @@ def test_no_cache_trains_end_to_end_and_bad_arguments_are_named(dataset, tmp_pat
                  "--split", "nope"]) == 2
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_two_processes_train_what_one_process_trains_with_their_global_batch(dataset, tmp_path):
     """Data parallel (torchrun, gloo on CPU): 2 processes x batch 1 = 1 process x batch 2, step for step."""
     common = ["--task", "t2v", "--model", "tiny", "--data", dataset, "--num-frames", "9", "--height", "32",
               "--width", "32", "--rank", "4", "--alpha", "4", "--sources", "animation", "--limit", "4",
               "--epochs", "2", "--lr", "1e-3"]
-    env = dict(os.environ, ACCELERATE_USE_CPU="1", OMP_NUM_THREADS="1")
-    launch = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-              "--master_port", str(free_port()), "-m", "emovid_datasets.cli", "train", *common, "--batch-size", "1",
-              "--output", str(tmp_path / "ddp")]
-    done = subprocess.run(launch, env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
+    done = train_on_two_processes([*common, "--batch-size", "1", "--output", str(tmp_path / "ddp")])
     assert done.stdout.count("trained to step 4") == 1  # only the main process reports
     assert done.stderr.count(": 2 clips encoded") == 2  # each process cached its half of the 4 clips
     assert main(["train", *common, "--batch-size", "2", "--output", str(tmp_path / "one")]) == 0
@@ -338,14 +324,10 @@ def test_processes_skip_a_step_together_when_one_has_no_decodable_clip(tmp_path)
     dataset = make_dataset(tmp_path / "emovid", per_cell=1)
     rows = load_rows(str(dataset), sources=["animation"]).select(range(4))
     corrupt_clip(dataset, rows[1]["clip_id"])
-    env = dict(os.environ, ACCELERATE_USE_CPU="1", OMP_NUM_THREADS="1")
-    launch = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-              "--master_port", str(free_port()), "-m", "emovid_datasets.cli", "train", "--task", "t2v",
-              "--model", "tiny", "--data", str(dataset), "--num-frames", "9", "--height", "32", "--width", "32",
-              "--rank", "4", "--alpha", "4", "--sources", "animation", "--limit", "4", "--epochs", "1",
-              "--no-cache", "--output", str(tmp_path / "out")]
-    done = subprocess.run(launch, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
+    done = train_on_two_processes(["--task", "t2v", "--model", "tiny", "--data", str(dataset), "--num-frames", "9",
+                                   "--height", "32", "--width", "32", "--rank", "4", "--alpha", "4", "--sources",
+                                   "animation", "--limit", "4", "--epochs", "1", "--no-cache",
+                                   "--output", str(tmp_path / "out")], timeout=300)
     assert "skipped clip" in done.stderr and "another process had no decodable clip" in done.stderr
     steps = [json.loads(line) for line in (tmp_path / "out" / "loss.jsonl").read_text().splitlines()]
     # 4 rows = 2 global batches an epoch; the broken one is no step, so the second step comes from epoch 1
@@ -555,12 +537,7 @@ def test_two_processes_with_buckets_train_what_one_process_trains_with_their_glo
     common = ["--task", "t2v", "--model", "tiny-wan", "--data", shaped_dataset, "--rank", "4", "--alpha", "4",
               "--sources", "sticker", "movie", "--buckets", *BUCKETED["buckets"], "--bucket-frames", "5", "9", "13",
               "--epochs", "2", "--lr", "1e-3"]
-    env = dict(os.environ, ACCELERATE_USE_CPU="1", OMP_NUM_THREADS="1")
-    launch = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-              "--master_port", str(free_port()), "-m", "emovid_datasets.cli", "train", *common, "--batch-size", "1",
-              "--output", str(tmp_path / "ddp")]
-    done = subprocess.run(launch, env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
+    train_on_two_processes([*common, "--batch-size", "1", "--output", str(tmp_path / "ddp")])
     assert main(["train", *common, "--batch-size", "2", "--output", str(tmp_path / "one")]) == 0
     runs = {run: json.loads((tmp_path / run / "training_config.json").read_text()) for run in ("ddp", "one")}
     assert runs["ddp"]["bucket_clips"] == runs["one"]["bucket_clips"] == {"5x32x32": 2, "13x32x32": 2, "13x48x32": 2}

@@ -2,15 +2,12 @@
 
 import csv
 import hashlib
-import os
-import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from factory import make_dataset
+from launch import train_on_two_processes
 
 from emovid_datasets.cli import main
 from emovid_datasets.evaluation import extractors
@@ -33,12 +30,6 @@ pytestmark = pytest.mark.usefixtures("torch_one_thread")
 def bench_dataset(tmp_path_factory) -> str:
     """A dataset with a benchmark split (one clip per source and emotion) and its EA evaluator."""
     return str(make_dataset(tmp_path_factory.mktemp("emovid"), per_cell=1, benchmark_per_cell=1))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def read_csv(path: Path) -> list[dict]:
@@ -151,15 +142,11 @@ def test_validation_options_are_checked():
 
 def test_two_processes_validate_once_on_the_main_process(bench_dataset, tmp_path):
     """torchrun, gloo on CPU: rank 0 renders and scores, rank 1 waits at the barrier; nobody deadlocks."""
-    env = dict(os.environ, ACCELERATE_USE_CPU="1", OMP_NUM_THREADS="1")
-    launch = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-              "--master_port", str(free_port()), "-m", "emovid_datasets.cli", "train", "--task", "t2v",
-              "--model", "tiny", "--data", bench_dataset, "--num-frames", "9", "--height", "32", "--width", "32",
-              "--rank", "4", "--alpha", "4", "--sources", "animation", "--limit", "4", "--epochs", "1",
-              "--validate-every", "1", "--validation-frames", "5", "--validation-steps", "2",
-              "--validation-per-emotion", "1", "--output", str(tmp_path / "ddp")]
-    done = subprocess.run(launch, env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
+    done = train_on_two_processes([
+        "--task", "t2v", "--model", "tiny", "--data", bench_dataset, "--num-frames", "9", "--height", "32",
+        "--width", "32", "--rank", "4", "--alpha", "4", "--sources", "animation", "--limit", "4", "--epochs", "1",
+        "--validate-every", "1", "--validation-frames", "5", "--validation-steps", "2",
+        "--validation-per-emotion", "1", "--output", str(tmp_path / "ddp")])
     assert done.stdout.count("trained to step 2") == 1 and done.stdout.count("validation EA from step 0") == 1
     for step in (0, 1, 2):
         assert done.stderr.count(f"validation at step {step}:") == 1

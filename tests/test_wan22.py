@@ -6,15 +6,12 @@ writes one file per expert; `emovid generate` and `emovid benchmark generate` ta
 """
 
 import json
-import os
 import re
-import socket
-import subprocess
-import sys
 
 import pytest
 import torch
 from factory import make_dataset
+from launch import train_on_two_processes
 from PIL import Image
 from safetensors.torch import load_file
 
@@ -356,16 +353,8 @@ def test_two_processes_train_both_experts_as_one_process_with_their_global_batch
     common = ["--task", "t2v", "--model", TINY_WAN22, "--data", dataset, "--num-frames", "9", "--height", "32",
               "--width", "32", "--rank", "4", "--alpha", "4", "--sources", "animation", "--limit", "4",
               "--epochs", "1", "--lr", "1e-3", "--cache-dir", str(tmp_path / "cache")]
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     assert main(["train", *common, "--batch-size", "2", "--output", str(tmp_path / "one")]) == 0
-    launch = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-              "--master_port", str(port), "-m", "emovid_datasets.cli", "train", *common, "--batch-size", "1",
-              "--output", str(tmp_path / "ddp")]
-    done = subprocess.run(launch, env=dict(os.environ, ACCELERATE_USE_CPU="1", OMP_NUM_THREADS="1"),
-                          capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
+    train_on_two_processes([*common, "--batch-size", "1", "--output", str(tmp_path / "ddp")])
     for expert in ("high", "low"):
         a, b = (load_file(str(tmp_path / run / FILES[expert][0])) for run in ("ddp", "one"))
         # 5% of what 2 steps at lr 1e-3 move a weight: Adam's first steps turn float noise in near-zero
