@@ -92,6 +92,39 @@ def test_validation_renders_and_scores_the_benchmark_prompts_with_the_evaluator(
     assert [e.value for e in ea8] == pytest.approx([scores[s]["ea8"]["value"] for s in (0, 2, 4)])
 
 
+def test_resume_keeps_validation_up_to_the_checkpoint_and_redoes_what_came_after(bench_dataset, tmp_path):
+    """A run killed after validating step 4 but resumed from its step-2 checkpoint: step 4 is validated again."""
+    out = tmp_path / "out"
+    common = dict(task="t2v", data=bench_dataset, sources=["sticker"], limit=2, max_steps=4, lr=1e-2,
+                  checkpoint_every=2, keep_checkpoints=10, validate_every=2, validation_per_emotion=1,
+                  output=str(out), cache_dir=str(tmp_path / "cache"), **SMALL, **FAST)
+    train(TrainConfig(**common))
+    rows = read_csv(out / "validation.csv")
+    with (out / "validation.csv").open("w", newline="") as f:  # mark every row this run wrote
+        writer = csv.DictWriter(f, list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(dict(r, flicker="-1") for r in rows)
+    for step in (2, 4):
+        (out / "samples" / f"step-{step}" / "marker").write_text("from the first run")
+
+    resumed = train(TrainConfig(**dict(common, resume=str(out / "checkpoints" / "step-00000002"))))
+    assert resumed.resumed_from == 2
+    again = read_csv(out / "validation.csv")
+    names = [f"sticker-{e}-01" for e in EMOTIONS]
+    assert [(int(r["step"]), r["sample"]) for r in again] == [(s, n) for s in (0, 2, 4) for n in names]  # once each
+    assert [r["flicker"] == "-1" for r in again] == [int(r["step"]) <= 2 for r in again]  # kept, not rendered again
+    classifier = load_classifier(str(Path(bench_dataset) / "evaluator"))
+    files = [(out / "samples" / "step-4" / f"{n}.mp4").read_bytes() for n in names]
+    assert [r["predicted"] for r in again if r["step"] == "4"] == argmax_emotions(classifier.predict_proba(files))
+    assert (out / "samples" / "step-2" / "marker").exists() and not (out / "samples" / "step-4" / "marker").exists()
+    assert resumed.validation.startswith("validation EA from step 0 to step 4:")  # the baseline survives the resume
+
+    # a fresh run into the same folder keeps nothing of the earlier runs' validation
+    train(TrainConfig(**dict(common, validate_every=3, max_steps=3)))
+    assert sorted(p.name for p in (out / "samples").iterdir()) == ["index.html", "step-0", "step-3"]
+    assert sorted({r["step"] for r in read_csv(out / "validation.csv")}) == ["0", "3"]
+
+
 class ByteHash:
     """A stand-in evaluator whose emotion is a hash of the video file: each file gets its own answer."""
 

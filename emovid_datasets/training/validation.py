@@ -19,6 +19,7 @@ import csv
 import html
 import io
 import logging
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -146,9 +147,20 @@ class Validator:
                 self.rows = [r for r in csv.DictReader(f) if int(r["step"]) <= resumed_at]
         for row in self.rows:
             row["step"] = int(row["step"])
+        self._drop_stale_samples()
         self._write_csv()
+        if self.rows:
+            self._write_html()
         log.info("validation: %d prompts every %d steps, %d frames, %d denoising steps", len(self.prompts),
                  cfg.validate_every, cfg.validation_frames, cfg.validation_steps)
+
+    def _drop_stale_samples(self) -> None:
+        """Remove ``samples/step-N/`` folders whose rows are not kept: steps past the resumed checkpoint (a killed
+        run validated them with a LoRA this run replaces) or, on a fresh run, any earlier run's."""
+        kept = {f"step-{r['step']}" for r in self.rows}
+        for folder in self.samples.glob("step-*") if self.samples.is_dir() else ():
+            if folder.is_dir() and folder.name not in kept:
+                shutil.rmtree(folder)
 
     def due(self, step: int, last: bool = False) -> None:
         """Validate at ``step`` when it is 0, a multiple of --validate-every or the ``last`` one (and not yet
