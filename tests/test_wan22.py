@@ -35,6 +35,8 @@ from emovid_datasets.training.models import (
     build_tiny,
     experts_of,
     load_pipeline,
+    size_multiple,
+    size_multiple_of,
     trainable_transformer,
 )
 from emovid_datasets.training.objective import FlowMatchObjective, diffsynth_table, training_loss
@@ -280,6 +282,20 @@ def test_cli_train_generate_and_benchmark_generate_with_expert_loras(dataset, tm
     assert len(list(bench.glob("*.mp4"))) == 2
 
 
+def test_ti2v_default_buckets_are_multiples_of_its_32_pixel_patches(dataset, tmp_path):
+    """Without --buckets the square of HEIGHTxWIDTH's area is rounded to TI2V-5B's 32, not Wan2.1's 16."""
+    shape = dict(task="t2v", model=TINY_TI2V, data=dataset, output="unused", height=32, width=64)
+    assert TrainConfig(**shape).validate(16).buckets == ["32x64", "64x32", "48x48"]  # sqrt(32 x 64) = 45.3
+    assert TrainConfig(**shape).validate(32).buckets == ["32x64", "64x32", "32x32"]
+    assert TrainConfig(**dict(shape, height=704, width=1280)).validate(32).buckets[2] == "960x960"  # TI2V's 720p
+    result = train(wan22_config(dataset, tmp_path / "out", model=TINY_TI2V, height=32, width=64, max_steps=1))
+    assert result.global_step == 1
+    config = json.loads((tmp_path / "out" / "training_config.json").read_text())
+    assert config["buckets"] == ["32x64", "64x32", "32x32"]
+    with pytest.raises(ValueError, match="--height and --width must be positive multiples of 32"):
+        train(wan22_config(dataset, tmp_path / "x", model=TINY_TI2V, height=48, width=64))
+
+
 @pytest.mark.parametrize("task", ["t2v", "i2v"])
 def test_ti2v_5b_trains_and_generates_with_its_own_vae(dataset, tmp_path, task):
     record: dict = {}
@@ -337,6 +353,11 @@ def test_saved_wan22_folders_load_by_their_model_index(dataset, tmp_path):
     assert pipe.vae.dtype == torch.float32 and trainable_transformer(pipe).boundary == 0.875
     assert model_info(str(tmp_path / "wan22"), "t2v").family == "wan2.2"
     build_tiny("t2v", model=TINY_TI2V).save_pretrained(tmp_path / "ti2v")
+    assert size_multiple_of(str(tmp_path / "ti2v")) == 32 and size_multiple_of(str(tmp_path / "wan22")) == 16
+    vae_config = tmp_path / "wan22" / "vae" / "config.json"  # a key config.json leaves out takes diffusers' default
+    vae_config.write_text(json.dumps({k: v for k, v in json.loads(vae_config.read_text()).items()
+                                      if k != "scale_factor_spatial"}))
+    assert size_multiple_of(str(tmp_path / "wan22")) == size_multiple(load_pipeline(str(tmp_path / "wan22"))) == 16
     assert load_pipeline(str(tmp_path / "ti2v"), "i2v").config.expand_timesteps
     out = tmp_path / "bench"
     assert main(["benchmark", "generate", "--benchmark", dataset, "--out", str(out), "--task", "i2v", "--model",

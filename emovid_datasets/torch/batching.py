@@ -61,9 +61,10 @@ class BucketRule:
         object.__setattr__(self, "frame_counts", tuple(sorted({check_num_frames(n) for n in self.frame_counts})))
 
     @classmethod
-    def default(cls, height: int, width: int, num_frames: int, fps: float) -> "BucketRule":
-        """`default_buckets` (height x width, its transpose, a square of that area) and `default_bucket_frames`."""
-        return cls(tuple(default_buckets(height, width)), tuple(default_bucket_frames(num_frames, fps)))
+    def default(cls, height: int, width: int, num_frames: int, fps: float, multiple: int = 16) -> "BucketRule":
+        """`default_buckets` (height x width, its transpose, a square of that area, sides multiples of
+        ``multiple``) and `default_bucket_frames`."""
+        return cls(tuple(default_buckets(height, width, multiple)), tuple(default_bucket_frames(num_frames, fps)))
 
     def size_for(self, height: int, width: int) -> Size:
         """The (height, width) bucket nearest a frame's aspect ratio, compared in log space."""

@@ -46,9 +46,10 @@ def plan_resize(src_height: int, src_width: int, height: int, width: int, *, pad
     return ResizePlan(scaled_h, scaled_w, height, width, (scaled_h - height) // 2, (scaled_w - width) // 2, False)
 
 
-def default_buckets(height: int, width: int) -> list[Size]:
-    """(height, width), its transpose and a square of about the same area (a multiple of 16), without repeats."""
-    side = max(16, round(math.sqrt(height * width) / 16) * 16)
+def default_buckets(height: int, width: int, multiple: int = 16) -> list[Size]:
+    """(height, width), its transpose and a square of about the same area (a multiple of ``multiple``: what the
+    model's latent patches need), without repeats."""
+    side = max(multiple, round(math.sqrt(height * width) / multiple) * multiple)
     return list(dict.fromkeys([(height, width), (width, height), (side, side)]))
 
 

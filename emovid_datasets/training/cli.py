@@ -85,9 +85,9 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:
                         "0.875 T2V / 0.9 I2V)")
     _shape_args(t)
     t.add_argument("--buckets", nargs="+", metavar="HxW",
-                   help="sizes to train at, multiples of 16; each clip goes to the one nearest its aspect ratio and is "
+                   help="sizes to train at, multiples of 16 (32 for TI2V-5B); each clip goes to the one nearest its aspect ratio and is "
                         "scaled to cover it, cropping only the aspect difference (default: HEIGHTxWIDTH, its "
-                        "transpose and a square of about that area: 480x832 832x480 624x624)")
+                        "transpose and a square of about that area, rounded to the model's multiple: 480x832 832x480 624x624)")
     t.add_argument("--bucket-frames", nargs="+", type=int, metavar="N",
                    help="frame counts to train at, each 4k+1; each clip takes the longest it fills at --fps without "
                         "looping (default: --num-frames and, below it, the longest that clips of 1, 2, 3 and 4 s fill: "

@@ -67,22 +67,29 @@ class TrainConfig:
     validation_steps: int = 10
     validation_clip_model: Optional[str] = None
 
-    def validate(self) -> "TrainConfig":
-        """Check the shape and count arguments, filling in the default buckets; raise ValueError naming the bad one."""
+    def validate(self, size_multiple: int = 16) -> "TrainConfig":
+        """Check the shape and count arguments, filling in the default buckets; raise ValueError naming the bad one.
+
+        ``size_multiple`` is what the model's heights and widths must divide by (`models.size_multiple_of`: 16
+        for Wan2.1 and A14B, 32 for TI2V-5B); the default square bucket is rounded to it.
+        """
         check_task(self.task)
+        m = size_multiple
         if self.num_frames < 1 or (self.num_frames - 1) % 4:
             raise ValueError(f"--num-frames must be 4k+1 (e.g. 81, 49, 9), got {self.num_frames}")
-        if self.height % 16 or self.width % 16 or self.height <= 0 or self.width <= 0:
-            raise ValueError(f"--height and --width must be positive multiples of 16, got {self.height}x{self.width}")
-        default = BucketRule.default(self.height, self.width, self.num_frames, self.fps)
+        if self.height % m or self.width % m or self.height <= 0 or self.width <= 0:
+            raise ValueError(f"--height and --width must be positive multiples of {m} for this model, "
+                             f"got {self.height}x{self.width}")
+        default = BucketRule.default(self.height, self.width, self.num_frames, self.fps, m)
         if self.buckets is None:
             self.buckets = [f"{h}x{w}" for h, w in default.sizes]
         if self.bucket_frames is None:
             self.bucket_frames = list(default.frame_counts)
         bad = [b for b in self.buckets if not re.fullmatch(r"[1-9]\d*x[1-9]\d*", b)
-               or any(int(side) % 16 for side in b.split("x"))]
+               or any(int(side) % m for side in b.split("x"))]
         if bad or not self.buckets:
-            raise ValueError(f"--buckets must be HxW sizes, multiples of 16 (e.g. 480x832), got {bad or 'none'}")
+            raise ValueError(f"--buckets must be HxW sizes, multiples of {m} for this model (e.g. 480x832), "
+                             f"got {bad or 'none'}")
         bad_frames = [n for n in self.bucket_frames if n < 1 or (n - 1) % 4]
         if bad_frames or not self.bucket_frames:
             raise ValueError(f"--bucket-frames must be 4k+1 (e.g. 81 45 29), got {bad_frames or 'none'}")

@@ -12,7 +12,8 @@ fixed seed, so training and generation with ``--model tiny`` share one base mode
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional, Sequence, Union
+import inspect
+from typing import Any, Mapping, Optional, Union
 
 import torch
 
@@ -214,12 +215,23 @@ def size_multiple(pipe: WanPipelines) -> int:
     return pipe.vae_scale_factor_spatial * pipe.transformer.config.patch_size[1]
 
 
-def check_sizes(pipe: WanPipelines, sizes: Sequence[tuple[int, int]]) -> None:
-    """Raise ValueError unless every (height, width) divides into whole latent patches of ``pipe``'s model."""
-    multiple = size_multiple(pipe)
-    bad = [f"{h}x{w}" for h, w in sizes if h % multiple or w % multiple]
-    if bad:
-        raise ValueError(f"this model needs heights and widths that are multiples of {multiple}, got {', '.join(bad)}")
+def size_multiple_of(model: str) -> int:
+    """`size_multiple` of ``model`` read from its VAE and transformer configs, without loading weights (a tiny
+    model is built: it is small), so that the training options can be checked before anything loads."""
+    if model in TINY_WANS:
+        return size_multiple(build_tiny("t2v", model=model))
+    from diffusers import AutoencoderKLWan, WanTransformer3DModel
+
+    def setting(cls: type, subfolder: str, name: str) -> Any:
+        try:
+            config = cls.load_config(model, subfolder=subfolder)
+        except (OSError, EnvironmentError) as exc:
+            raise ValueError(f"{model}: cannot read the Wan {subfolder} config ({exc})") from exc
+        # a key missing from config.json takes the class's default, as from_pretrained does
+        return config.get(name, inspect.signature(cls.__init__).parameters[name].default)
+
+    return int(setting(AutoencoderKLWan, "vae", "scale_factor_spatial")) * \
+        int(setting(WanTransformer3DModel, "transformer", "patch_size")[1])
 
 
 class Experts(torch.nn.Module):

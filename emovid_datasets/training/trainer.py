@@ -32,7 +32,7 @@ from .checkpoints import LossLog, resume_point, save_checkpoint
 from .config import CONFIG_FILE, TrainConfig
 from .data import adapter_clips, clip_buckets, epoch_batches, epoch_order, load_rows
 from .lora import COMFYUI_FILE, add_lora, load_lora_state, save_comfyui_lora, save_diffusers_lora
-from .models import TEXT_LEN, check_sizes, load_pipeline, trainable_transformer
+from .models import TEXT_LEN, load_pipeline, size_multiple_of, trainable_transformer
 from .objective import FlowMatchObjective, sample_seeds, training_loss
 from .validation import Validator
 
@@ -161,7 +161,7 @@ def train(cfg: TrainConfig) -> TrainResult:
     from diffusers.training_utils import cast_training_params
     from tqdm.auto import tqdm
 
-    cfg.validate()
+    cfg.validate(size_multiple_of(cfg.model))
     output = Path(cfg.output)
     output.mkdir(parents=True, exist_ok=True)
     resume_from = resume_point(cfg, output)
@@ -178,7 +178,6 @@ def train(cfg: TrainConfig) -> TrainResult:
     device, dtype = accelerator.device, _weight_dtype(cfg.mixed_precision)
 
     pipe = load_pipeline(cfg.model, cfg.task, dtype=dtype)
-    check_sizes(pipe, cfg.bucket_rule().sizes)
     transformer = trainable_transformer(pipe, cfg.expert, cfg.boundary_ratio).requires_grad_(False)
     for name in ("text_encoder", "vae", "image_encoder"):
         if getattr(pipe, name, None) is not None:
