@@ -406,12 +406,11 @@ def test_a_hostile_result_id_never_becomes_a_path_outside_out(tmp_path):
 
 
 def test_a_refused_connection_fails_at_once_without_retrying():
-    import socket
+    from ports import refused_port
 
     sleeps = Sleeps()
-    with socket.socket() as sock:  # bound, never listening: connections are refused
-        sock.bind(("127.0.0.1", 0))
-        client = TenorClient(KEY, endpoint=f"http://127.0.0.1:{sock.getsockname()[1]}", rps=1000.0, timeout=5,
+    with refused_port() as port:
+        client = TenorClient(KEY, endpoint=f"http://127.0.0.1:{port}", rps=1000.0, timeout=5,
                              backoff=Backoff(max_retries=5, base=1.0, sleep=sleeps))
         with pytest.raises(TenorUnavailable, match="connection refused") as failure:
             client.search("funny")

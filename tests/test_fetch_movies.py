@@ -7,7 +7,6 @@ import argparse
 import base64
 import csv
 import logging
-import socket
 import sys
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -16,6 +15,7 @@ import av
 import numpy as np
 import pytest
 from factory import make_video
+from ports import free_port
 
 from builder_scripts.engine.manifest import read_manifest, read_rejects
 from builder_scripts.sources import fetch_movies
@@ -235,13 +235,6 @@ def test_a_hostile_video_id_becomes_a_safe_clip_id():
     assert len(set(ids)) == 3 and all("/" not in i and ".." not in i and "$" not in i and " " not in i for i in ids)
 
 
-def closed_port() -> int:
-    """A loopback port nothing listens on (connections to it are refused)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def secrets_absent(secrets: list[str], out: Path, *texts: str) -> None:
     """None of ``secrets`` in ``texts``, in the stage's manifest and rejects rows, or in any other file under ``out``."""
     stored = [str(read_manifest(out)), str(read_rejects(out))]
@@ -286,13 +279,13 @@ def test_cookies_proxy_sleep_and_rate_limit_reach_yt_dlp_and_never_logs_or_files
 
     monkeypatch.setattr(GenericIE, "_real_extract", extract)
     monkeypatch.setattr(yt_dlp, "YoutubeDL", RecordingYoutubeDL)
-    monkeypatch.setenv("EMOVID_YTDLP_PROXY", f"http://127.0.0.1:{closed_port()}")  # the option wins over it
+    monkeypatch.setenv("EMOVID_YTDLP_PROXY", f"http://127.0.0.1:{free_port()}")  # the option wins over it
     monkeypatch.setenv("EMOVID_YTDLP_SLEEP_INTERVAL", "0.3")
     monkeypatch.setenv("EMOVID_YTDLP_RATE_LIMIT", "2M")
     caplog.set_level(logging.DEBUG)
     out = tmp_path / "out"
     # The host:port in the template refuses connections: only the proxy can serve the clip.
-    template = f"http://127.0.0.1:{closed_port()}/{{videoid}}.mp4"
+    template = f"http://127.0.0.1:{free_port()}/{{videoid}}.mp4"
 
     assert run_command(["fetch-movies", "--metadata", str(meta), "--out", str(out), "--url-template", template,
                         "--cookies", str(cookies), "--proxy", proxy]) == 0
@@ -324,7 +317,7 @@ def test_failures_are_classified_and_retry_rejects_tries_again_only_the_transien
     from yt_dlp.utils import ExtractorError
 
     served, base, _ = media_server
-    refused = f"http://127.0.0.1:{closed_port()}/"
+    refused = f"http://127.0.0.1:{free_port()}/"
 
     def youtube_says(message):
         def fail(ie, video_id):

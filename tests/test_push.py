@@ -187,11 +187,10 @@ def test_load_dataset_streams_and_downloads_through_the_same_hub(hub: FakeHub, d
 
 
 def test_push_to_an_unreachable_endpoint_says_so_in_one_line(tmp_path):
-    import socket
+    from ports import refused_port
 
-    with socket.socket() as sock:  # a port nobody listens on: bound, never listening, so connections are refused
-        sock.bind(("127.0.0.1", 0))
-        refused = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    with refused_port() as port:
+        refused = f"http://127.0.0.1:{port}"
         dataset = make_dataset(tmp_path / "dataset", evaluator=False)
         env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE"))}
         env.update(HF_ENDPOINT=refused, HF_TOKEN=TOKEN, HF_HOME=str(tmp_path / "hf-home"))

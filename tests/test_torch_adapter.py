@@ -431,16 +431,14 @@ dist.destroy_process_group()
 def test_ranks_from_torch_distributed_read_disjoint_rows(dataset_dir, all_ids, tmp_path):
     import json
     import os
-    import socket
     import subprocess
+
+    from ports import free_port
 
     script = tmp_path / "ranks.py"
     script.write_text(TORCHRUN_SCRIPT)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr",
-                           "127.0.0.1", "--master_port", str(port), str(script), str(dataset_dir)],
+                           "127.0.0.1", "--master_port", str(free_port()), str(script), str(dataset_dir)],
                           env=dict(os.environ, OMP_NUM_THREADS="1"), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     parts = json.loads(done.stdout.strip().splitlines()[-1])
