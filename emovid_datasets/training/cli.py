@@ -37,8 +37,8 @@ def _generate(args: argparse.Namespace) -> int:
 
 def _shape_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--num-frames", type=int, default=81, help="frames per clip, 4k+1 (default 81 = 5 s at 16 fps)")
-    p.add_argument("--height", type=int, default=480, help="multiple of 16 (default 480)")
-    p.add_argument("--width", type=int, default=832, help="multiple of 16 (default 832)")
+    p.add_argument("--height", type=int, default=480, help="multiple of 16, of 32 for TI2V-5B (default 480)")
+    p.add_argument("--width", type=int, default=832, help="multiple of 16, of 32 for TI2V-5B (default 832)")
     p.add_argument("--fps", type=float, default=16, help="frame rate (default 16, Wan2.1's)")
     p.add_argument("--seed", type=int, default=42)
 
