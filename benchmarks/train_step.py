@@ -11,6 +11,10 @@ space, 512 text tokens, for i2v the 20-channel condition and 257 CLIP tokens). T
 `training_loss` (DiffSynth timestep sampling), backward, AdamW on the LoRA parameters.
 Baseline, same process and inputs: a no-grad forward pass of the same model; the ratio is step / forward.
 Peak memory: torch.cuda.max_memory_allocated on a GPU, the process's peak RSS on a CPU.
+With ``--validation-prompts P`` it also times a no-grad forward at the validation shape (``--validation-frames``,
+the same height and width) and prints the transformer time of one `--validate-every` round: P prompts x
+``--validation-steps`` x 2 forward passes (diffusers' Wan runs the conditional and unconditional passes
+apart), without text encoding and VAE decoding.
 """
 
 from __future__ import annotations
@@ -105,11 +109,14 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
+    parser.add_argument("--validation-prompts", type=int, help="also estimate a validation round of this many prompts")
+    parser.add_argument("--validation-frames", type=int, default=17)
+    parser.add_argument("--validation-steps", type=int, default=10)
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    if (args.num_frames - 1) % 4 or args.height % 16 or args.width % 16:
-        sys.exit("--num-frames must be 4k+1 and --height/--width multiples of 16")
+    if (args.num_frames - 1) % 4 or (args.validation_frames - 1) % 4 or args.height % 16 or args.width % 16:
+        sys.exit("--num-frames and --validation-frames must be 4k+1 and --height/--width multiples of 16")
 
     device = torch.device(args.device)
     dtype = torch.bfloat16 if args.mixed_precision == "bf16" else torch.float32
@@ -129,9 +136,9 @@ def main() -> None:
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=dtype == torch.bfloat16)
     seeds = iter(range(10**9))
 
-    def forward() -> None:
+    def forward(inputs: dict[str, torch.Tensor] = batch) -> None:
         with torch.no_grad(), autocast:
-            training_loss(transformer, objective, batch, args.task, next(seeds))
+            training_loss(transformer, objective, inputs, args.task, next(seeds))
 
     def step() -> None:
         with autocast:
@@ -159,6 +166,15 @@ def main() -> None:
     print(f"baseline no-grad forward: {forward_s * 1000:.1f} ms")
     print(f"training step (forward + backward + AdamW): {step_s * 1000:.1f} ms = {step_s / forward_s:.2f}x the forward")
     print(f"peak memory: {peak}")
+    if args.validation_prompts:
+        small = random_batch(transformer, args.task, args.validation_frames, args.height, args.width, device)
+        transformer.eval()
+        pass_s = timed(lambda: forward(small), device, args.warmup, args.repeat)
+        passes = args.validation_prompts * args.validation_steps * 2
+        print(f"validation round: {args.validation_prompts} prompts x {args.validation_steps} steps x 2 (guidance) = "
+              f"{passes} forward passes at {args.validation_frames}x{args.height}x{args.width}, "
+              f"{pass_s * 1000:.1f} ms each: {passes * pass_s:.1f} s (transformer only) = "
+              f"{passes * pass_s / step_s:.0f} training steps")
 
 
 if __name__ == "__main__":
