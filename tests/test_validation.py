@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from factory import make_dataset
 from launch import train_on_two_processes
 
@@ -123,6 +124,30 @@ def test_resume_keeps_validation_up_to_the_checkpoint_and_redoes_what_came_after
     train(TrainConfig(**dict(common, validate_every=3, max_steps=3)))
     assert sorted(p.name for p in (out / "samples").iterdir()) == ["index.html", "step-0", "step-3"]
     assert sorted({r["step"] for r in read_csv(out / "validation.csv")}) == ["0", "3"]
+
+
+def test_validation_out_of_memory_skips_that_step_and_training_goes_on(bench_dataset, tmp_path, monkeypatch, caplog):
+    from emovid_datasets.training import validation
+
+    real, calls = validation.call_pipeline, []
+
+    def render(*args, **kwargs):  # the 9th render (the first prompt at step 2) runs out of memory
+        calls.append(1)
+        if len(calls) == 9:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(validation, "call_pipeline", render)
+    out = tmp_path / "out"
+    common = dict(task="t2v", data=bench_dataset, sources=["sticker"], limit=2, max_steps=4, lr=1e-2,
+                  cache_dir=str(tmp_path / "cache"), **SMALL)
+    result = train(TrainConfig(output=str(out), validate_every=2, **common, **FAST))
+    assert result.global_step == 4
+    assert result.losses == pytest.approx(train(TrainConfig(output=str(tmp_path / "plain"), **common)).losses, rel=1e-6)
+    assert sorted({int(r["step"]) for r in read_csv(out / "validation.csv")}) == [0, 4]
+    assert sorted(p.name for p in (out / "samples").iterdir()) == ["index.html", "step-0", "step-4"]  # no half step
+    assert "validation at step 2 skipped: out of accelerator memory" in caplog.text
+    assert result.validation.startswith("validation EA from step 0 to step 4:")
 
 
 class ByteHash:

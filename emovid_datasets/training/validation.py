@@ -226,7 +226,17 @@ class Validator:
             return [None] * len(paths)
 
     def _validate(self, step: int) -> None:
-        written = self._render(step)
+        try:
+            written = self._render(step)
+        except torch.OutOfMemoryError:
+            # Rendering needs the text encoder and VAE on the accelerator beside the model being trained: a run
+            # that fits for training may not fit here. Training goes on; this step has no validation.
+            shutil.rmtree(self.samples / f"step-{step}", ignore_errors=True)
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            log.error("validation at step %d skipped: out of accelerator memory while rendering; training goes on "
+                      "(lower --validation-frames or --height/--width, or validate less often)", step)
+            return
         predicted = self._predicted([path for _, path in written])
         rows = []
         for (prompt, path), label in zip(written, predicted):
