@@ -2,6 +2,7 @@
 
 import csv
 import hashlib
+import json
 from pathlib import Path
 
 import numpy as np
@@ -124,6 +125,33 @@ def test_resume_keeps_validation_up_to_the_checkpoint_and_redoes_what_came_after
     train(TrainConfig(**dict(common, validate_every=3, max_steps=3)))
     assert sorted(p.name for p in (out / "samples").iterdir()) == ["index.html", "step-0", "step-3"]
     assert sorted({r["step"] for r in read_csv(out / "validation.csv")}) == ["0", "3"]
+
+
+def test_resuming_a_finished_run_trains_nothing_and_makes_up_its_last_validation(bench_dataset, tmp_path):
+    """Killed after its last checkpoint but before its last validation: the resume only validates."""
+    from safetensors.torch import load_file
+
+    out = tmp_path / "out"
+    common = dict(task="t2v", data=bench_dataset, sources=["sticker"], limit=2, max_steps=3, lr=1e-2,
+                  checkpoint_every=1, validate_every=2, validation_per_emotion=1, output=str(out),
+                  cache_dir=str(tmp_path / "cache"), **SMALL, **FAST)
+    train(TrainConfig(**common))
+    lora = load_file(str(out / "pytorch_lora_weights.safetensors"))
+    rows = read_csv(out / "validation.csv")
+    assert sorted({r["step"] for r in rows}) == ["0", "2", "3"]
+    with (out / "validation.csv").open("w", newline="") as f:  # as if killed before step 3's validation
+        writer = csv.DictWriter(f, list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(r for r in rows if r["step"] != "3")
+
+    resumed = train(TrainConfig(**dict(common, resume="latest")))
+    assert (resumed.resumed_from, resumed.global_step, resumed.losses) == (3, 3, [])
+    steps = [json.loads(line)["step"] for line in (out / "loss.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3]
+    again = load_file(str(out / "pytorch_lora_weights.safetensors"))
+    assert all(torch.equal(lora[k], again[k]) for k in lora) and lora.keys() == again.keys()
+    assert [(r["step"], r["sample"]) for r in read_csv(out / "validation.csv")] == \
+        [(r["step"], r["sample"]) for r in rows]  # step 3 validated again, once
 
 
 def test_validation_out_of_memory_skips_that_step_and_training_goes_on(bench_dataset, tmp_path, monkeypatch, caplog):

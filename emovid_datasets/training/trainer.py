@@ -251,7 +251,12 @@ def train(cfg: TrainConfig) -> TrainResult:
     sigmas_seen: list[float] = []
     skipped_in_a_row = 0
     started = time.perf_counter()
-    for batch in _stream(batches, state):
+    finished = state["global_step"] >= total  # resumed from the last checkpoint of a run that had ended
+    if finished:
+        log.info("%s is at step %d of %d: nothing left to train", resume_from, state["global_step"], total)
+        if validator is not None:
+            validator.due(state["global_step"], last=True)  # in case the run was killed before its last validation
+    for batch in () if finished else _stream(batches, state):
         state["micro_step"] += 1
         if not _all_have_a_batch(accelerator, bool(batch), state):
             skipped_in_a_row += 1  # not a step: the run goes on into the next rows until it has made `total`
