@@ -511,6 +511,23 @@ def test_a_sticker_only_run_keeps_square_clips_square(shaped_dataset, tmp_path, 
         assert video.shape[2:] == (32, 32) and bright_share(video) == pytest.approx((0.5, 0.5), abs=0.07)
 
 
+def test_a_fresh_run_is_refused_where_an_earlier_runs_checkpoints_are_unless_overwrite(dataset, tmp_path):
+    """Its checkpoints would sort among the earlier ones: pruning would delete its own, --resume take theirs."""
+    common = dict(task="t2v", data=dataset, sources=["animation"], limit=3, checkpoint_every=1, keep_checkpoints=2,
+                  output=str(tmp_path / "run"), cache_dir=str(tmp_path / "cache"), lr=1e-3, **SMALL)
+    train(TrainConfig(max_steps=3, **common))
+    checkpoints = tmp_path / "run" / "checkpoints"
+    before = {p.name: (p / "adapter.safetensors").read_bytes() for p in checkpoints.iterdir()}
+    assert sorted(before) == ["step-00000002", "step-00000003"]
+    with pytest.raises(ValueError, match="earlier run's checkpoints .*step-00000003.*--resume.*--overwrite"):
+        train(TrainConfig(max_steps=1, **common))
+    assert {p.name: (p / "adapter.safetensors").read_bytes() for p in checkpoints.iterdir()} == before
+    fresh = train(TrainConfig(max_steps=1, overwrite=True, **common))
+    assert fresh.global_step == 1 and sorted(p.name for p in checkpoints.iterdir()) == ["step-00000001"]
+    resumed = train(TrainConfig(max_steps=2, resume="latest", **common))  # continues the fresh run, not the old one
+    assert resumed.resumed_from == 1 and resumed.global_step == 2
+
+
 def test_resume_with_buckets_lands_at_the_exact_data_position(shaped_dataset, tmp_path):
     common = dict(task="t2v", data=shaped_dataset, sources=["animation", "movie"], epochs=2, batch_size=2,
                   checkpoint_every=1, keep_checkpoints=10, cache_dir=str(tmp_path / "cache"), lr=1e-3, **BUCKETED)

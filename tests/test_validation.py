@@ -122,7 +122,7 @@ def test_resume_keeps_validation_up_to_the_checkpoint_and_redoes_what_came_after
     assert resumed.validation.startswith("validation EA from step 0 to step 4:")  # the baseline survives the resume
 
     # a fresh run into the same folder keeps nothing of the earlier runs' validation
-    train(TrainConfig(**dict(common, validate_every=3, max_steps=3)))
+    train(TrainConfig(**dict(common, validate_every=3, max_steps=3, overwrite=True)))
     assert sorted(p.name for p in (out / "samples").iterdir()) == ["index.html", "step-0", "step-3"]
     assert sorted({r["step"] for r in read_csv(out / "validation.csv")}) == ["0", "3"]
 

@@ -80,8 +80,21 @@ def save_checkpoint(output: Path, transformer: torch.nn.Module, optimizer: torch
 
 def resume_point(cfg: TrainConfig, output: Path) -> Optional[Path]:
     """The checkpoint ``cfg.resume`` names ("latest" or a folder), or None to start afresh; a ValueError when
-    the settings that shape the run differ from those it was written with."""
+    the settings that shape the run differ from those it was written with.
+
+    A fresh run into an ``output`` holding an earlier run's checkpoints is refused unless ``cfg.overwrite``
+    (then they are removed): its own checkpoints would sort among them, and pruning or ``--resume latest``
+    would take the other run's.
+    """
     if not cfg.resume:
+        earlier = latest_checkpoint(output)
+        if earlier is not None and not cfg.overwrite:
+            raise ValueError(f"{output} holds an earlier run's checkpoints (the latest {earlier.name}): pass "
+                             "--resume to continue that run, or --overwrite to start afresh and remove them")
+        if earlier is not None:
+            log.warning("starting afresh in %s: removing the earlier run's checkpoints (up to %s)", output,
+                        earlier.name)
+            shutil.rmtree(output / CHECKPOINTS, ignore_errors=True)
         return None
     point = latest_checkpoint(output) if cfg.resume == "latest" else Path(cfg.resume)
     if point is None:

@@ -94,6 +94,9 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:
                         "81 61 45 29 13 at 16 fps)")
     t.add_argument("--resume", nargs="?", const="latest",
                    help="continue from the latest checkpoint in --output, or from the given checkpoint folder")
+    t.add_argument("--overwrite", action="store_true",
+                   help="start afresh in an --output that holds an earlier run's checkpoints, removing them "
+                        "(without it, or --resume, such an --output is refused)")
     t.add_argument("--no-cache", action="store_true", help="encode clips on the fly instead of caching them first")
     t.add_argument("--cache-dir", help="latent cache folder (default OUTPUT/cache)")
     t.add_argument("--checkpoint-every", type=int, default=500, help="optimiser steps between checkpoints")

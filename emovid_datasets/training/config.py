@@ -56,6 +56,7 @@ class TrainConfig:
     boundary_ratio: Optional[float] = None  # None: the model's own (model_index.json)
     seed: int = 42
     resume: Optional[str] = None
+    overwrite: bool = False  # a fresh run may remove an earlier run's checkpoints in its output
     no_cache: bool = False
     cache_dir: Optional[str] = None
     checkpoint_every: int = 500
