@@ -227,6 +227,7 @@ def train(cfg: TrainConfig) -> TrainResult:
         state.update(read_json_file(resume_from / "state.json"))
         log.info("resumed from %s: step %d, epoch %d, row %d", resume_from, state["global_step"], state["epoch"],
                  state["position"])
+    finished = state["global_step"] >= total  # resumed from the last checkpoint of a run that had ended
     if accelerator.is_main_process:
         config = dataclasses.asdict(cfg)
         config.update(total_steps=total, clips=batches.size(), processes=accelerator.num_processes,
@@ -240,7 +241,8 @@ def train(cfg: TrainConfig) -> TrainResult:
     if cfg.validate_every:
         validator = Validator(cfg, pipe, accelerator, output, state["global_step"] if resume_from else None, rows,
                               tensorboard)
-        validator.due(state["global_step"])  # step 0: the baseline
+        # step 0: the baseline; a finished run resumed: its last step, in case the kill came before that validation
+        validator.due(state["global_step"], last=finished)
 
     objective = FlowMatchObjective(cfg.timestep_sampling, cfg.shift)
     result = TrainResult(global_step=state["global_step"], resumed_from=state["global_step"] if resume_from else None)
@@ -251,11 +253,8 @@ def train(cfg: TrainConfig) -> TrainResult:
     sigmas_seen: list[float] = []
     skipped_in_a_row = 0
     started = time.perf_counter()
-    finished = state["global_step"] >= total  # resumed from the last checkpoint of a run that had ended
     if finished:
         log.info("%s is at step %d of %d: nothing left to train", resume_from, state["global_step"], total)
-        if validator is not None:
-            validator.due(state["global_step"], last=True)  # in case the run was killed before its last validation
     for batch in () if finished else _stream(batches, state):
         state["micro_step"] += 1
         if not _all_have_a_batch(accelerator, bool(batch), state):

@@ -144,9 +144,8 @@ class Validator:
             log.info("validation: tensorboard is not installed; scores go to %s only", self.csv)
         if resumed_at is not None and self.csv.is_file():
             with self.csv.open(newline="") as f:
-                self.rows = [r for r in csv.DictReader(f) if int(r["step"]) <= resumed_at]
-        for row in self.rows:
-            row["step"] = int(row["step"])
+                self.rows = [r for r in (dict(r, step=int(r["step"])) for r in csv.DictReader(f))
+                             if r["step"] <= resumed_at]
         self._drop_stale_samples()
         self._write_csv()
         if self.rows:
